@@ -1,0 +1,22 @@
+"""captioner: "Show, Attend and Tell" (Xu et al., 2015) as a library, a CLI and a web demo.
+
+    from captioner import Captioner
+    model = Captioner.load()              # the default model in checkpoints/default
+    cap = model.caption("photo.jpg")      # Caption(words, alphas (n, 14, 14), score)
+    print(cap.text)
+"""
+from .attention_viz import attention_frames, attention_grid, save_gif, upsample_attention
+from .checkpoint import CheckpointError
+from .encoders import ENCODERS, Encoder, EncoderWeightsError
+from .images import ImageError, load_image
+from .model import Caption, Captioner, default_checkpoint_dir
+from .runtime import tune_malloc
+from .vocab import Vocabulary, tokenize
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Caption", "Captioner", "CheckpointError", "ENCODERS", "Encoder", "EncoderWeightsError",
+    "ImageError", "Vocabulary", "attention_frames", "attention_grid", "default_checkpoint_dir",
+    "load_image", "save_gif", "tokenize", "tune_malloc", "upsample_attention",
+]

@@ -1,0 +1,122 @@
+"""The one beam search every caller uses: many images x K beams decoded as one batch.
+
+Greedy decoding is beam search with K = 1. The encoder projection of the attention is computed
+once per image, the encoder features are shared by the K beams of an image (never copied K
+times), and an image leaves the batch as soon as its search is over, so a batch costs what its
+slowest image needs and no more.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .decoder import Decoder
+
+
+@dataclass
+class Hypothesis:
+    """One decoded caption as word indices (no `<start>`/`<end>`), before words are looked up."""
+    tokens: list[int]
+    alphas: torch.Tensor  # (len(tokens), P): the attention that produced each word
+    score: float  # ranking score: log-probability, divided by length**length_penalty
+    log_prob: float  # log-probability of the tokens and, if it finished, of `<end>`
+    finished: bool  # False when max_len was reached before `<end>`
+
+
+@torch.no_grad()
+def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
+                beam_size: int = 3, max_len: int = 20,
+                length_penalty: float = 0.0) -> list[Hypothesis]:
+    """Best caption for each of the B images in `features` (B, P, E).
+
+    A hypothesis that emits `end` is set aside as finished; the K live beams are refilled from
+    the next best candidates. An image is done when it has K finished hypotheses, or (without
+    length normalisation, where scores only fall) when no live beam can beat its best finished
+    one, or at `max_len` words, where a finished hypothesis wins, else the best live beam.
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be at least 1, got {beam_size}")
+    if max_len < 1:
+        raise ValueError(f"max_len must be at least 1, got {max_len}")
+    decoder.eval()
+    n_images, n_pos, _ = features.shape
+    k = beam_size
+    device = features.device
+
+    def rank(log_prob: float, length: int) -> float:
+        return log_prob / (length ** length_penalty) if length_penalty else log_prob
+
+    results: list[Hypothesis | None] = [None] * n_images
+    finished: list[list[Hypothesis]] = [[] for _ in range(n_images)]
+    image_ids = torch.arange(n_images, device=device)  # which image each batch row is
+    projected = decoder.attention.project(features)  # (B, P, A)
+    h, c = decoder.init_state(features, k)  # (B, K, D)
+    words = torch.full((n_images, k), start, dtype=torch.long, device=device)  # (B, K)
+    scores = torch.full((n_images, k), float("-inf"), device=device)  # (B, K)
+    scores[:, 0] = 0.0  # all beams start identical: keep one so the first step has K distinct words
+    seqs = torch.empty((n_images, k, 0), dtype=torch.long, device=device)  # (B, K, t)
+    seq_alphas = torch.empty((n_images, k, 0, n_pos), device=device)  # (B, K, t, P)
+
+    for t in range(max_len):
+        logits, h, c, alpha = decoder.step(words, h, c, features, projected)  # (B, K, V) ...
+        vocab_size = logits.size(2)
+        log_probs = torch.log_softmax(logits, dim=2) + scores.unsqueeze(2)  # (B, K, V)
+        # 2K candidates always hold K that do not end, whatever the K best do.
+        top_scores, top_ids = log_probs.view(len(image_ids), -1).topk(2 * k, dim=1)  # (B, 2K)
+        beam_of = torch.div(top_ids, vocab_size, rounding_mode="floor")  # (B, 2K)
+        word_of = top_ids % vocab_size  # (B, 2K)
+        is_end = word_of == end  # (B, 2K)
+        rows = torch.arange(len(image_ids), device=device).unsqueeze(1)  # (B, 1)
+        cand_seqs = torch.cat([seqs[rows, beam_of], word_of.unsqueeze(2)], dim=2)  # (B, 2K, t+1)
+        cand_alphas = torch.cat([seq_alphas[rows, beam_of], alpha[rows, beam_of].unsqueeze(2)],
+                                dim=2)  # (B, 2K, t+1, P)
+
+        # Set aside the hypotheses that end among the K best candidates.
+        end_rows, end_cols = torch.nonzero(is_end[:, :k] & torch.isfinite(top_scores[:, :k]),
+                                           as_tuple=True)
+        for r, col in zip(end_rows.tolist(), end_cols.tolist()):
+            lp = float(top_scores[r, col])
+            tokens = cand_seqs[r, col, :-1]
+            finished[int(image_ids[r])].append(Hypothesis(
+                tokens=tokens.tolist(), alphas=cand_alphas[r, col, :-1].cpu(),
+                score=rank(lp, t + 1), log_prob=lp, finished=True))
+
+        # The K best candidates that do not end become the live beams.
+        live_rank = torch.where(is_end, float("inf"),
+                                torch.arange(2 * k, device=device, dtype=torch.float).expand(
+                                    len(image_ids), -1))  # (B, 2K)
+        keep = live_rank.argsort(dim=1)[:, :k]  # (B, K)
+        scores = top_scores.gather(1, keep)  # (B, K)
+        words = word_of.gather(1, keep)  # (B, K)
+        parents = beam_of.gather(1, keep)  # (B, K)
+        seqs = cand_seqs[rows, keep]  # (B, K, t+1)
+        seq_alphas = cand_alphas[rows, keep]  # (B, K, t+1, P)
+        h = h[rows, parents]  # (B, K, D)
+        c = c[rows, parents]  # (B, K, D)
+
+        # Decide which images are done.
+        done = []
+        best_live = scores[:, 0].tolist()
+        for r, img in enumerate(image_ids.tolist()):
+            hyps = finished[img]
+            best_finished = max((hyp.score for hyp in hyps), default=float("-inf"))
+            if (len(hyps) >= k or t == max_len - 1
+                    or (not length_penalty and hyps and best_live[r] <= best_finished)):
+                if hyps:
+                    results[img] = max(hyps, key=lambda hyp: hyp.score)
+                else:
+                    lp = best_live[r]
+                    results[img] = Hypothesis(
+                        tokens=seqs[r, 0].tolist(), alphas=seq_alphas[r, 0].cpu(),
+                        score=rank(lp, t + 1), log_prob=lp, finished=False)
+                done.append(r)
+        if len(done) == len(image_ids):
+            break
+        if done:  # drop finished images from the batch
+            keep_rows = torch.tensor([r for r in range(len(image_ids)) if r not in set(done)],
+                                     device=device)
+            image_ids, features, projected = image_ids[keep_rows], features[keep_rows], projected[keep_rows]
+            h, c, words, scores = h[keep_rows], c[keep_rows], words[keep_rows], scores[keep_rows]
+            seqs, seq_alphas = seqs[keep_rows], seq_alphas[keep_rows]
+    return results  # type: ignore[return-value]

@@ -1,0 +1,171 @@
+"""Checkpoints as a folder of plain files that never execute code when read.
+
+    config.json        what rebuilds the model: encoder name, decoder sizes, decoding defaults
+    vocab.json         the vocabulary, index order matters
+    model.safetensors  decoder.* tensors, plus encoder.* where the encoder was fine-tuned
+
+Files are written to a temporary folder and renamed into place, so a crash never leaves a
+half-written checkpoint behind. The config holds no paths: nothing in it can point outside.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .decoder import DecoderConfig
+from .encoders import get_spec
+from .vocab import Vocabulary
+
+FORMAT = "captioner-checkpoint"
+VERSION = 1
+CONFIG, VOCAB, WEIGHTS = "config.json", "vocab.json", "model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt or inconsistent; the message names the file and problem."""
+
+
+@dataclass
+class CheckpointData:
+    encoder: str
+    fine_tune: bool
+    decoder_config: DecoderConfig
+    vocab: Vocabulary
+    decoder_state: dict[str, torch.Tensor]
+    encoder_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    max_len: int = 20
+    extra: dict = field(default_factory=dict)  # training state and notes, JSON only
+
+
+def save_checkpoint(path: str | Path, data: CheckpointData, half: bool = True) -> Path:
+    """Write the folder atomically: everything goes to a sibling temp folder, then one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        config = {
+            "format": FORMAT,
+            "version": VERSION,
+            "encoder": {"name": data.encoder, "fine_tune": data.fine_tune},
+            "decoder": data.decoder_config.to_dict(),
+            "max_len": data.max_len,
+            "extra": data.extra,
+        }
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        data.vocab.save(tmp / VOCAB)
+        tensors = {f"decoder.{k}": v for k, v in data.decoder_state.items()}
+        tensors.update({f"encoder.{k}": v for k, v in data.encoder_state.items()})
+        tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+                   for k, v in tensors.items()}
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return path
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; a checkpoint folder needs {CONFIG}, {VOCAB} and {WEIGHTS}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def load_checkpoint(path: str | Path) -> CheckpointData:
+    """Read and cross-check a checkpoint folder; any inconsistency is a `CheckpointError`."""
+    path = Path(path)
+    if not path.is_dir():
+        if path.is_file():
+            raise CheckpointError(f"{path}: a checkpoint is a folder with {CONFIG}, {VOCAB} and {WEIGHTS}")
+        raise CheckpointError(f"{path}: no such checkpoint folder")
+    config_path = path / CONFIG
+    config = _read_json(config_path)
+    if config.get("format") != FORMAT:
+        raise CheckpointError(f"{config_path}: not a captioner checkpoint (format={config.get('format')!r})")
+    if config.get("version") != VERSION:
+        raise CheckpointError(f"{config_path}: unsupported version {config.get('version')!r}")
+    try:
+        encoder = config["encoder"]["name"]
+        fine_tune = bool(config["encoder"].get("fine_tune", False))
+        decoder_config = DecoderConfig(**config["decoder"])
+        max_len = int(config.get("max_len", 20))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{config_path}: incomplete or malformed config ({e})") from None
+    try:
+        spec = get_spec(encoder)
+    except ValueError as e:
+        raise CheckpointError(f"{config_path}: {e}") from None
+    if decoder_config.encoder_dim != spec.channels:
+        raise CheckpointError(f"{config_path}: decoder.encoder_dim={decoder_config.encoder_dim} but "
+                              f"{encoder} gives {spec.channels} channels")
+    vocab_path = path / VOCAB
+    if not vocab_path.is_file():
+        raise CheckpointError(f"{vocab_path}: missing")
+    try:
+        vocab = Vocabulary.load(vocab_path)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+    if len(vocab) != decoder_config.vocab_size:
+        raise CheckpointError(f"{vocab_path}: {len(vocab)} words, but {CONFIG} says "
+                              f"vocab_size={decoder_config.vocab_size}")
+    weights_path = path / WEIGHTS
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path}: missing")
+    try:
+        tensors = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({e})") from None
+    decoder_state = {k[len("decoder."):]: v.float() for k, v in tensors.items() if k.startswith("decoder.")}
+    encoder_state = {k[len("encoder."):]: v.float() for k, v in tensors.items() if k.startswith("encoder.")}
+    unknown = [k for k in tensors if not k.startswith(("decoder.", "encoder."))]
+    if unknown:
+        raise CheckpointError(f"{weights_path}: unexpected tensors {unknown[:5]}")
+    if fine_tune and not encoder_state:
+        raise CheckpointError(f"{weights_path}: config says the encoder was fine-tuned but holds no encoder.* tensors")
+    return CheckpointData(encoder=encoder, fine_tune=fine_tune, decoder_config=decoder_config,
+                          vocab=vocab, decoder_state=decoder_state, encoder_state=encoder_state,
+                          max_len=max_len, extra=config.get("extra") or {})
+
+
+def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path | str,
+                       strict: bool = True) -> None:
+    """`load_state_dict` with one readable message for missing, extra or mis-shaped tensors."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state] if strict else []
+    extra = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in state
+             if k in own and state[k].shape != own[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {missing[:5]}")
+    if extra:
+        problems.append(f"unexpected {extra[:5]}")
+    if wrong:
+        problems.append(f"shape mismatch {wrong[:5]}")
+    if problems:
+        raise CheckpointError(f"{where}: tensors do not fit the model: {'; '.join(problems)}")
+    module.load_state_dict(state, strict=strict)

