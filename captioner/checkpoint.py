@@ -27,6 +27,7 @@ from .vocab import Vocabulary
 FORMAT = "captioner-checkpoint"
 VERSION = 1
 CONFIG, VOCAB, WEIGHTS = "config.json", "vocab.json", "model.safetensors"
+TRAINING = "training.safetensors"  # optional: optimizer tensors, for --resume
 
 
 class CheckpointError(ValueError):
@@ -43,6 +44,7 @@ class CheckpointData:
     encoder_state: dict[str, torch.Tensor] = field(default_factory=dict)
     max_len: int = 20
     extra: dict = field(default_factory=dict)  # training state and notes, JSON only
+    training_tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # optimizer state
 
 
 def save_checkpoint(path: str | Path, data: CheckpointData, half: bool = True) -> Path:
@@ -66,6 +68,9 @@ def save_checkpoint(path: str | Path, data: CheckpointData, half: bool = True) -
         tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
                    for k, v in tensors.items()}
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        if data.training_tensors:
+            save_file({k: v.detach().cpu().contiguous() for k, v in data.training_tensors.items()},
+                      str(tmp / TRAINING), metadata={"format": FORMAT})
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -146,9 +151,18 @@ def load_checkpoint(path: str | Path) -> CheckpointData:
         raise CheckpointError(f"{weights_path}: unexpected tensors {unknown[:5]}")
     if fine_tune and not encoder_state:
         raise CheckpointError(f"{weights_path}: config says the encoder was fine-tuned but holds no encoder.* tensors")
+    training_tensors = {}
+    if (path / TRAINING).is_file():
+        try:
+            training_tensors = load_file(str(path / TRAINING))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{path / TRAINING}: not a readable safetensors file ({e})") from None
+    extra = config.get("extra") or {}
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{config_path}: 'extra' must be a JSON object")
     return CheckpointData(encoder=encoder, fine_tune=fine_tune, decoder_config=decoder_config,
                           vocab=vocab, decoder_state=decoder_state, encoder_state=encoder_state,
-                          max_len=max_len, extra=config.get("extra") or {})
+                          max_len=max_len, extra=extra, training_tensors=training_tensors)
 
 
 def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path | str,

@@ -1,0 +1,370 @@
+"""Train a captioner, in the style of torchvision's reference scripts.
+
+    python -m captioner train --data DIR/captions.json --out runs/NAME [--resume]
+    torchrun --nproc_per_node 2 -m captioner train ...      # DistributedDataParallel
+
+Frozen encoders train from a feature cache (encoded once, fp16); `--fine-tune` encodes images
+on the fly and trains the encoder's last stages too. `OUT/last/` is written atomically after
+every epoch (and every `--save-every` steps) with the optimizer state for `--resume`;
+`OUT/best/` keeps the weights with the best validation BLEU-4 (fp16, ready to ship).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data.features import cache_features
+from .data.karpathy import ImageRecord, load_karpathy, split_records
+from .decoder import caption_loss
+from .images import load_image
+from .model import Captioner
+from .vocab import Vocabulary
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train a Show, Attend and Tell captioner.",
+                                add_help=add_help)
+    p.add_argument("--data", required=True, help="Karpathy-format captions.json / dataset_*.json")
+    p.add_argument("--images", default=None, help="image folder (default: beside the JSON)")
+    p.add_argument("--out", required=True, help="run folder: last/, best/, curve.png, log.jsonl")
+    p.add_argument("--cache", default=None, help="feature cache folder (default: OUT/features)")
+    p.add_argument("--encoder", default="efficientnet-lite2")
+    p.add_argument("--encoder-weights", default=None, help="local encoder weights file")
+    p.add_argument("--fine-tune", action="store_true", help="also train the encoder's last stages")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=4e-4, help="decoder learning rate")
+    p.add_argument("--encoder-lr", type=float, default=1e-4)
+    p.add_argument("--alpha-c", type=float, default=1.0, help="doubly stochastic attention weight")
+    p.add_argument("--grad-clip", type=float, default=5.0)
+    p.add_argument("--min-word-freq", type=int, default=5)
+    p.add_argument("--max-len", type=int, default=20, help="longest training/generated caption")
+    p.add_argument("--embed-dim", type=int, default=512)
+    p.add_argument("--attention-dim", type=int, default=512)
+    p.add_argument("--decoder-dim", type=int, default=512)
+    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--patience", type=int, default=5,
+                   help="stop after this many epochs without a better validation BLEU-4")
+    p.add_argument("--val-beam-size", type=int, default=3)
+    p.add_argument("--max-val-images", type=int, default=500)
+    p.add_argument("--save-every", type=int, default=0, help="also save last/ every N steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last")
+    p.add_argument("--test-only", action="store_true",
+                   help="only evaluate OUT/best (or OUT/last) on the validation split")
+    return p
+
+
+# ---------------------------------------------------------------------------- data
+
+def pad_captions(captions: list[list[int]], pad: int) -> torch.Tensor:
+    longest = max(len(c) for c in captions)
+    out = torch.full((len(captions), longest), pad, dtype=torch.long)  # (B, T+1)
+    for i, c in enumerate(captions):
+        out[i, :len(c)] = torch.tensor(c)
+    return out
+
+
+class CaptionBatches:
+    """(image row, caption) pairs, shuffled per epoch with a seed, cut into batches.
+
+    The order of epoch e is fixed by (seed, e), so a run resumed at step s of an epoch sees
+    exactly the batches it had not seen; under DDP each rank takes every world-th batch.
+    """
+
+    def __init__(self, records: list[ImageRecord], vocab: Vocabulary, max_len: int,
+                 batch_size: int, seed: int, skip_ids: set[int] = frozenset()):
+        self.pairs = [(row, vocab.encode(tokens, max_len))
+                      for row, r in enumerate(records) if r.id not in skip_ids
+                      for tokens in r.captions]
+        self.batch_size = batch_size
+        self.seed = seed
+        self.pad = vocab.pad
+
+    def num_batches(self, world: int = 1) -> int:
+        return math.ceil(math.ceil(len(self.pairs) / self.batch_size) / world)
+
+    def epoch(self, epoch: int, rank: int = 0, world: int = 1, start_step: int = 0):
+        g = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+        order = torch.randperm(len(self.pairs), generator=g).tolist()
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches = batches[rank::world][:self.num_batches(world)]
+        while len(batches) < self.num_batches(world):  # equal step counts on every rank
+            batches.append(batches[0])
+        for batch in batches[start_step:]:
+            rows = [self.pairs[i][0] for i in batch]
+            yield rows, pad_captions([self.pairs[i][1] for i in batch], self.pad)
+
+
+class FeatureSource:
+    """Features for a batch of image rows: from the fp16 cache, or encoded now when fine-tuning."""
+
+    def __init__(self, model: Captioner, records: list[ImageRecord], cache: np.ndarray | None):
+        self.model, self.records, self.cache = model, records, cache
+
+    def __call__(self, rows: list[int], device: str) -> torch.Tensor:
+        if self.cache is not None:
+            idx = np.asarray(rows)
+            order = np.argsort(idx)  # memmaps read fastest in file order
+            feats = np.empty((len(rows),) + self.cache.shape[1:], dtype=np.float32)
+            feats[order] = self.cache[idx[order]]
+            return torch.from_numpy(feats).to(device)  # (B, 196, C)
+        images = [load_image(self.records[r].path) for r in rows]
+        x = self.model.encoder.preprocess(images).to(device)  # (B, 3, S, S)
+        with torch.set_grad_enabled(self.model.encoder.fine_tune and self.model.decoder.training):
+            return self.model.encoder(x)  # (B, 196, C)
+
+
+# ---------------------------------------------------------------------------- training
+
+def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state_dict into tensors (safetensors) and JSON, so no pickle is needed."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, state in sd["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{pid}.{key}"] = value
+            else:
+                scalars[f"{pid}.{key}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for name, value in meta.get("scalars", {}).items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+class TrainingModule(nn.Module):
+    """Encoder + decoder as one module for DDP; returns the loss of a teacher-forced batch."""
+
+    def __init__(self, model: Captioner, alpha_c: float):
+        super().__init__()
+        self.encoder, self.decoder = model.encoder, model.decoder
+        self.alpha_c, self.pad = alpha_c, model.vocab.pad
+
+    def forward(self, features: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
+        logits, alphas = self.decoder(features, captions)  # (B, T, V), (B, T, P)
+        return caption_loss(logits, captions, alphas, self.pad, self.alpha_c)
+
+
+def train_one_epoch(module: nn.Module, optimizer, batches, features: FeatureSource, args,
+                    epoch: int, rank: int, world: int, start_step: int = 0, on_step=None) -> float:
+    module.train()
+    total, count = 0.0, 0
+    steps = batches.num_batches(world)
+    bar = tqdm(batches.epoch(epoch, rank, world, start_step), total=steps, initial=start_step,
+               desc=f"epoch {epoch}", unit="batch", disable=rank != 0)
+    for step, (rows, captions) in enumerate(bar, start=start_step):
+        feats = features(rows, args.device)  # (B, 196, C)
+        loss = module(feats, captions.to(args.device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if args.grad_clip:
+            torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad],
+                                           args.grad_clip)
+        optimizer.step()
+        total += loss.item()
+        count += 1
+        bar.set_postfix(loss=f"{total / count:.3f}")
+        if on_step is not None:
+            on_step(step + 1, total / count)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(model: Captioner, records: list[ImageRecord], features: FeatureSource, args) -> dict:
+    """Validation BLEU-4 (coco-caption's) of beam-search captions, and a few samples."""
+    from .metrics import bleu4
+
+    model.encoder.eval()
+    model.decoder.eval()
+    hyps, refs = {}, {}
+    for i in range(0, len(records), 32):
+        rows = list(range(i, min(i + 32, len(records))))
+        for row, cap in zip(rows, model.decode(features(rows, args.device), args.val_beam_size)):
+            hyps[row] = cap.text
+            refs[row] = [" ".join(t) for t in records[row].captions]
+    return {"bleu4": bleu4(refs, hyps), "samples": [hyps[r] for r in sorted(hyps)[:3]]}
+
+
+def plot_curve(history: list[dict], path: Path) -> None:
+    """Training loss and validation BLEU-4 per epoch, as a PNG beside the checkpoints."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 3.2), dpi=100)
+    ax1, ax2 = fig.subplots(1, 2)
+    epochs = [h["epoch"] for h in history]
+    ax1.plot(epochs, [h["loss"] for h in history], marker="o")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("training loss")
+    ax2.plot(epochs, [h["bleu4"] for h in history], marker="o", color="tab:green")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation BLEU-4")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def init_distributed(args) -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    cuda = args.device.startswith("cuda")
+    dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        args.device = f"cuda:{local}"
+    return dist.get_rank(), dist.get_world_size()
+
+
+def main(args: argparse.Namespace) -> int:
+    rank, world = init_distributed(args)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    out = Path(args.out)
+    last_dir, best_dir = out / "last", out / "best"
+    records = load_karpathy(args.data, args.images)
+    train_records = split_records(records, "train")
+    val_records = split_records(records, "val")[:args.max_val_images]
+    if not train_records or not val_records:
+        print(f"error: {args.data} needs images in both the train and val splits "
+              f"(found {len(train_records)} and {len(val_records)})", file=sys.stderr)
+        return 2
+
+    state = {"epoch": 0, "step": 0, "best_bleu4": -1.0, "epochs_since_best": 0, "history": []}
+    optimizer_meta = None
+    if args.resume or args.test_only:
+        source = last_dir if (args.resume or not best_dir.is_dir()) else best_dir
+        try:
+            ckpt = load_checkpoint(source)
+        except CheckpointError as e:
+            print(f"error: cannot resume: {e}", file=sys.stderr)
+            return 2
+        model = Captioner.load(source, encoder_weights=args.encoder_weights)
+        state.update(ckpt.extra.get("train_state", {}))
+        optimizer_meta = ckpt.extra.get("optimizer")
+        training_tensors = ckpt.training_tensors
+        if rank == 0:
+            print(f"resuming from {source}: epoch {state['epoch']}, step {state['step']}",
+                  file=sys.stderr)
+    else:
+        vocab = Vocabulary.build([t for r in train_records for t in r.captions], args.min_word_freq)
+        model = Captioner.create(args.encoder, vocab, encoder_weights=args.encoder_weights,
+                                 fine_tune=args.fine_tune, max_len=args.max_len,
+                                 embed_dim=args.embed_dim, attention_dim=args.attention_dim,
+                                 decoder_dim=args.decoder_dim, dropout=args.dropout)
+    model.to(args.device)
+
+    def source_for(split_records_: list[ImageRecord], split: str) -> FeatureSource:
+        if model.encoder.fine_tune:
+            return FeatureSource(model, split_records_, None)
+        cache_dir = args.cache or out / "features"
+        if world > 1 and rank != 0:
+            dist.barrier()  # rank 0 encodes; the others wait, then read its cache
+        feats, _ = cache_features(model.encoder, split_records_, cache_dir, split, device=args.device)
+        if world > 1 and rank == 0:
+            dist.barrier()
+        return FeatureSource(model, split_records_, feats)
+
+    val_source = source_for(val_records, "val")
+    if args.test_only:
+        result = evaluate(model, val_records, val_source, args)
+        print(json.dumps({"split": "val", **result}))
+        return 0
+
+    train_source = source_for(train_records, "train")
+    skip = set()
+    if train_source.cache is not None:
+        meta_path = Path(args.cache or out / "features") / f"{model.encoder.name}-train.json"
+        skip = set(json.loads(meta_path.read_text()).get("bad_ids", []))
+    batches = CaptionBatches(train_records, model.vocab, model.max_len, args.batch_size, args.seed, skip)
+
+    module = TrainingModule(model, args.alpha_c)
+    groups = [{"params": [p for p in model.decoder.parameters()], "lr": args.lr}]
+    if model.encoder.fine_tune:
+        groups.append({"params": [p for p in model.encoder.parameters() if p.requires_grad],
+                       "lr": args.encoder_lr})
+    optimizer = torch.optim.Adam(groups)
+    if optimizer_meta is not None:
+        optimizer_from_tensors(optimizer, training_tensors, optimizer_meta)
+    if world > 1:
+        module = nn.parallel.DistributedDataParallel(module)
+
+    def save_last(epoch: int, step: int) -> None:
+        if rank != 0:
+            return
+        tensors, meta = optimizer_to_tensors(optimizer)
+        data = model.checkpoint_data({**model.extra, "optimizer": meta,
+                                      "train_state": {**state, "epoch": epoch, "step": step},
+                                      "args": {k: v for k, v in vars(args).items()
+                                               if isinstance(v, (str, int, float, bool, type(None)))}})
+        data.training_tensors = tensors
+        save_checkpoint(last_dir, data, half=False)
+
+    def on_step(step: int, loss: float) -> None:
+        if args.save_every and step % args.save_every == 0:
+            save_last(state["epoch"], step)
+
+    started = time.time()
+    for epoch in range(state["epoch"], args.epochs):
+        state["epoch"] = epoch
+        t0 = time.time()
+        loss = train_one_epoch(module, optimizer, batches, train_source, args, epoch, rank, world,
+                               start_step=state["step"], on_step=on_step)
+        if world > 1:  # the mean loss over all ranks
+            t = torch.tensor([loss], device=args.device)
+            dist.all_reduce(t)
+            loss = t.item() / world
+        state["step"] = 0
+        result = evaluate(model, val_records, val_source, args)
+        improved = result["bleu4"] > state["best_bleu4"]
+        state["best_bleu4"] = max(state["best_bleu4"], result["bleu4"])
+        state["epochs_since_best"] = 0 if improved else state["epochs_since_best"] + 1
+        entry = {"epoch": epoch + 1, "loss": round(loss, 4), "bleu4": round(result["bleu4"], 4),
+                 "seconds": round(time.time() - t0, 1), "samples": result["samples"]}
+        state["history"].append(entry)
+        if rank == 0:
+            print(json.dumps(entry), file=sys.stderr, flush=True)
+            with open(out / "log.jsonl", "a", encoding="utf-8") as log:
+                log.write(json.dumps(entry) + "\n")
+            if improved:
+                model.save(best_dir, half=True, extra={**model.extra, "history": state["history"],
+                                                       "best_bleu4": state["best_bleu4"]})
+            plot_curve(state["history"], out / "curve.png")
+        save_last(epoch + 1, 0)
+        if world > 1:
+            dist.barrier()
+        if state["epochs_since_best"] >= args.patience:
+            if rank == 0:
+                print(f"early stop: no better validation BLEU-4 for {args.patience} epochs",
+                      file=sys.stderr)
+            break
+    if rank == 0:
+        print(f"done in {time.time() - started:.0f} s; best validation BLEU-4 "
+              f"{state['best_bleu4']:.4f} -> {best_dir}", file=sys.stderr)
+    if world > 1:
+        dist.destroy_process_group()
+    return 0

@@ -1,0 +1,39 @@
+"""Shared fixtures: small models and images made on the spot, no network, no downloads."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from captioner import Captioner, Vocabulary
+
+WORDS = ["a", "red", "green", "circle", "square", "star", "and", "two", "left", "of", "the"]
+
+
+def make_tiny_captioner(seed: int = 0, encoder: str = "efficientnet-lite2", max_len: int = 12) -> Captioner:
+    """A random-weight decoder with small sizes over a real (offline) pretrained encoder."""
+    torch.manual_seed(seed)
+    vocab = Vocabulary.build([WORDS])
+    return Captioner.create(encoder, vocab, pretrained=encoder == "efficientnet-lite2",
+                            embed_dim=32, attention_dim=32, decoder_dim=64, dropout=0.0,
+                            max_len=max_len)
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Captioner:
+    return make_tiny_captioner()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_model) -> str:
+    """The tiny model saved as a checkpoint folder (fp16 tensors, as shipped checkpoints are)."""
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    tiny_model.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    """A CC0 photo from scikit-image (the astronaut), as an RGB array."""
+    from skimage import data
+    return data.astronaut()
