@@ -1,0 +1,264 @@
+"""Score a checkpoint on a split of a Karpathy-format data set: the paper's metrics, plus grounding.
+
+    python -m captioner evaluate --data data/flickr8k/dataset_flickr8k.json --split test
+
+`evaluate_captions` does the work on encoder features, so training can call it on cached
+features; `evaluate` loads the images and encodes them first.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Hashable, Iterable, Sequence
+
+import torch
+
+from .metrics import (TEXT_METRICS, GroundingSample, caption_scores, grounding_scores,
+                      object_vocabulary)
+from .model import Caption, Captioner, default_checkpoint_dir
+
+
+def image_record(image: dict, index: int, root: Path, images_dir: str | Path | None = None) -> dict:
+    """One Karpathy `images` entry as the evaluation uses it.
+
+    id: `imgid` if given, else the entry's position in the file. path: `<images_dir>/<filepath>/<filename>`
+    with `--images`, else `<json dir>/<filepath>/<filename>`, or `<json dir>/images/<filename>`
+    when there is no `filepath`. references: the `raw` sentences (coco-caption scores raw text),
+    else the joined `tokens`.
+    """
+    filepath = image.get("filepath")
+    if images_dir is not None:
+        folder = Path(images_dir) / filepath if filepath else Path(images_dir)
+    else:
+        folder = root / filepath if filepath else root / "images"
+    refs = [s.get("raw") or " ".join(s.get("tokens", [])) for s in image.get("sentences", [])]
+    record = {"id": image.get("imgid", index), "path": str(folder / image["filename"]),
+              "references": [r for r in refs if r.strip()]}
+    for key in ("objects", "width", "height"):
+        if key in image:
+            record[key] = image[key]
+    return record
+
+
+def read_dataset(json_path: str | Path) -> list[dict]:
+    """The `images` list of a Karpathy split file; ValueError with the reason if it is not one."""
+    path = Path(json_path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        images = data["images"]
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a Karpathy split file ({type(e).__name__}: {e})") from None
+    if not isinstance(images, list):
+        raise ValueError(f"{path}: 'images' must be a list")
+    return images
+
+
+def select_split(images: Sequence[dict], split: str, json_path: str | Path,
+                 images_dir: str | Path | None = None) -> list[dict]:
+    """Records (see `image_record`) of the images in `split`, in file order."""
+    root = Path(json_path).resolve().parent
+    return [image_record(im, i, root, images_dir) for i, im in enumerate(images)
+            if im.get("split") == split]
+
+
+def load_split(json_path: str | Path, split: str, images_dir: str | Path | None = None) -> list[dict]:
+    """Records of one split of a Karpathy-format JSON file."""
+    return select_split(read_dataset(json_path), split, json_path, images_dir)
+
+
+def image_size(record: dict) -> tuple[int, int]:
+    """(width, height) of the image file: from the record, else read from the file's header."""
+    if "width" in record and "height" in record:
+        return int(record["width"]), int(record["height"])
+    from PIL import Image
+    with Image.open(record["path"]) as im:
+        return im.size
+
+
+def evaluate_captions(model: Captioner, batches: Iterable[tuple[Sequence[Hashable], torch.Tensor]],
+                      records: Sequence[dict], beam_size: int = 3, max_len: int | None = None,
+                      length_penalty: float = 0.0, vocabulary: set[str] | None = None,
+                      meteor: bool = True) -> dict:
+    """Caption each batch of features (ids, (B, 196, C)) and score the captions against `records`.
+
+    Records are dicts with `id` and `references` (list of sentences); those with `objects` also
+    get the grounding measures, which need the image size (`width`/`height`, else read from
+    `path`). `vocabulary`: the object words of the whole data set (default: of these records).
+    Returns the metrics, `counts`, `n_images`, `beam_size`, and `captions`: one dict per image.
+    """
+    by_id = {r["id"]: r for r in records}
+    dtype = next(model.decoder.parameters()).dtype
+    captions: dict[Hashable, Caption] = {}
+    for ids, features in batches:
+        features = features.to(model.device, dtype)  # (B, 196, C)
+        for image_id, cap in zip(ids, model.decode(features, beam_size, max_len, length_penalty)):
+            captions[image_id] = cap
+
+    scored = {i: by_id[i]["references"] for i in captions if by_id[i]["references"]}
+    if scored:
+        result = caption_scores(scored, {i: captions[i].text for i in scored}, meteor=meteor)
+    else:
+        result = {**dict.fromkeys(TEXT_METRICS), "missing": ["text metrics: no captioned image "
+                                                             "has reference sentences"]}
+    with_objects = [i for i in captions if "objects" in by_id[i]]
+    if vocabulary is None:
+        vocabulary = object_vocabulary(r["objects"] for r in records if "objects" in r)
+    samples = [GroundingSample(captions[i].words, captions[i].alphas, image_size(by_id[i]),
+                               by_id[i]["objects"]) for i in with_objects]
+    grounding = grounding_scores(samples, vocabulary)
+    if not with_objects:
+        result["missing"].append("grounding: the data set lists no objects")
+    result.update(grounding)
+    result["counts"] = {"images": len(captions), "images_scored": len(scored),
+                        "images_with_objects": len(with_objects), **grounding["counts"]}
+    result["n_images"] = len(captions)
+    result["beam_size"] = beam_size
+    result["captions"] = [{"id": i, "image": by_id[i].get("path"), "caption": cap.text,
+                           "score": cap.score, "references": by_id[i]["references"]}
+                          for i, cap in captions.items()]
+    return result
+
+
+def evaluate(model: Captioner, records: Sequence[dict], beam_size: int = 3, batch_size: int = 16,
+             max_len: int | None = None, length_penalty: float = 0.0,
+             vocabulary: set[str] | None = None, meteor: bool = True, progress: bool = True) -> dict:
+    """`evaluate_captions` on the records' image files, with a progress bar.
+
+    An image that cannot be read is reported on stderr, skipped, and listed under `skipped`.
+    Adds `seconds`, the wall time including image loading and scoring.
+    """
+    from tqdm import tqdm
+
+    from .images import ImageError, load_image
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    start = time.perf_counter()
+    skipped: list[dict] = []
+
+    def batches() -> Iterable[tuple[list, torch.Tensor]]:
+        with tqdm(total=len(records), unit="image", desc="evaluate", disable=not progress,
+                  file=sys.stderr) as bar:
+            for k in range(0, len(records), batch_size):
+                ids, pictures = [], []
+                for record in records[k:k + batch_size]:
+                    try:
+                        pictures.append(load_image(record["path"]))
+                        ids.append(record["id"])
+                    except ImageError as e:
+                        skipped.append({"id": record["id"], "image": record["path"], "error": str(e)})
+                        tqdm.write(f"skipped: {e}", file=sys.stderr)
+                if pictures:
+                    features = model.encode(pictures)  # (B, 196, C)
+                    bar.update(len(ids))
+                    yield ids, features
+                bar.update(len(records[k:k + batch_size]) - len(ids))
+
+    result = evaluate_captions(model, batches(), records, beam_size, max_len, length_penalty,
+                               vocabulary, meteor)
+    result["skipped"] = skipped
+    result["counts"]["skipped"] = len(skipped)
+    result["seconds"] = round(time.perf_counter() - start, 3)
+    return result
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Evaluate a checkpoint on a split of a Karpathy-format "
+                                            "data set: BLEU, METEOR, ROUGE-L, CIDEr, grounding.",
+                                add_help=add_help)
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: checkpoints/default)")
+    p.add_argument("--encoder-weights", default=None,
+                   help="local encoder weights for a checkpoint whose encoder was not fine-tuned")
+    p.add_argument("--data", required=True, metavar="PATH",
+                   help="Karpathy split JSON (dataset_flickr8k.json, dataset_coco.json, captions.json)")
+    p.add_argument("--split", default="test", help="which split to evaluate (default: test)")
+    p.add_argument("--images", default=None, metavar="DIR",
+                   help="folder holding the images (or their `filepath` folders); default: beside the JSON")
+    p.add_argument("--beam-size", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-len", type=int, default=None, help="longest caption in words")
+    p.add_argument("--length-penalty", type=float, default=0.0,
+                   help="rank beams by log-prob / length**P (0: plain log-prob)")
+    p.add_argument("--max-images", type=int, default=None, metavar="N", help="only the first N images")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--no-meteor", action="store_true",
+                   help="skip METEOR (it starts Java and loads a paraphrase table: 10-20 s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with all results")
+    p.add_argument("--out", default=None, metavar="FILE", help="also write the captions per image to FILE")
+    return p
+
+
+def _fmt(value: float | None, scale: float = 1.0) -> str:
+    return "-" if value is None else f"{value * scale:.3f}"
+
+
+def format_table(result: dict, split: str) -> str:
+    """The results as a few aligned lines for a terminal."""
+    c = result["counts"]
+    lines = [f"{result['n_images']} images of split '{split}', beam {result['beam_size']}, "
+             f"{result['seconds']:.1f} s" + (f", {c['skipped']} skipped" if c.get("skipped") else "")]
+    lines += [f"  {name:<18}{_fmt(result[name])}" for name in TEXT_METRICS]
+    if c.get("images_with_objects"):
+        lines += [f"  {'pointing accuracy':<18}{_fmt(result['pointing_accuracy'])}  "
+                  f"(chance {_fmt(result['pointing_chance'])}; {c['pointing_hits']} of "
+                  f"{c['pointed_words']} object words)",
+                  f"  {'object precision':<18}{_fmt(result['object_precision'])}  "
+                  f"({c['object_words_correct']} of {c['object_words']} object words)",
+                  f"  {'object recall':<18}{_fmt(result['object_recall'])}  "
+                  f"({c['objects_mentioned']} of {c['objects']} objects)"]
+    lines += [f"  missing: {why}" for why in result["missing"]]
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Evaluate and print; exit status 2 for bad arguments or inputs, 1 if no image could be read."""
+    from .checkpoint import CheckpointError
+    from .encoders import EncoderWeightsError
+
+    for name in ("beam_size", "batch_size"):
+        if getattr(args, name) < 1:
+            print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
+            return 2
+    if args.max_images is not None and args.max_images < 1:
+        print("error: --max-images must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        images = read_dataset(args.data)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    records = select_split(images, args.split, args.data, args.images)
+    if not records:
+        splits = sorted({str(im.get("split")) for im in images})
+        print(f"error: {args.data} has no images in split '{args.split}' (it has: {', '.join(splits)})",
+              file=sys.stderr)
+        return 2
+    records = records[:args.max_images] if args.max_images else records
+    vocabulary = object_vocabulary(im["objects"] for im in images if "objects" in im)
+    try:
+        model = Captioner.load(args.checkpoint, encoder_weights=args.encoder_weights)
+    except (CheckpointError, EncoderWeightsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    result = evaluate(model, records, args.beam_size, args.batch_size, args.max_len,
+                      args.length_penalty, vocabulary, meteor=not args.no_meteor)
+    captions = result.pop("captions")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"data": str(args.data), "split": args.split,
+                                   "checkpoint": str(args.checkpoint or default_checkpoint_dir()),
+                                   "beam_size": args.beam_size,
+                                   "captions": captions}, indent=1) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(result), flush=True)
+    else:
+        print(format_table(result, args.split), flush=True)
+    return 0 if result["n_images"] else 1
