@@ -1,0 +1,1 @@
+"""Training data: synthetic captioned scenes and their object sources."""
