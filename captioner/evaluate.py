@@ -18,80 +18,27 @@ import torch
 
 from .metrics import (TEXT_METRICS, GroundingSample, caption_scores, grounding_scores,
                       object_vocabulary)
+from .data.karpathy import ImageRecord, load_karpathy, split_records
 from .model import Caption, Captioner, default_checkpoint_dir
 
 
-def image_record(image: dict, index: int, root: Path, images_dir: str | Path | None = None) -> dict:
-    """One Karpathy `images` entry as the evaluation uses it.
-
-    id: `imgid` if given, else the entry's position in the file. path: `<images_dir>/<filepath>/<filename>`
-    with `--images`, else `<json dir>/<filepath>/<filename>`, or `<json dir>/images/<filename>`
-    when there is no `filepath`. references: the `raw` sentences (coco-caption scores raw text),
-    else the joined `tokens`.
-    """
-    filepath = image.get("filepath")
-    if images_dir is not None:
-        folder = Path(images_dir) / filepath if filepath else Path(images_dir)
-    else:
-        folder = root / filepath if filepath else root / "images"
-    refs = [s.get("raw") or " ".join(s.get("tokens", [])) for s in image.get("sentences", [])]
-    record = {"id": image.get("imgid", index), "path": str(folder / image["filename"]),
-              "references": [r for r in refs if r.strip()]}
-    for key in ("objects", "width", "height"):
-        if key in image:
-            record[key] = image[key]
-    return record
-
-
-def read_dataset(json_path: str | Path) -> list[dict]:
-    """The `images` list of a Karpathy split file; ValueError with the reason if it is not one."""
-    path = Path(json_path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        images = data["images"]
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not a Karpathy split file ({type(e).__name__}: {e})") from None
-    if not isinstance(images, list):
-        raise ValueError(f"{path}: 'images' must be a list")
-    return images
-
-
-def select_split(images: Sequence[dict], split: str, json_path: str | Path,
-                 images_dir: str | Path | None = None) -> list[dict]:
-    """Records (see `image_record`) of the images in `split`, in file order."""
-    root = Path(json_path).resolve().parent
-    return [image_record(im, i, root, images_dir) for i, im in enumerate(images)
-            if im.get("split") == split]
-
-
-def load_split(json_path: str | Path, split: str, images_dir: str | Path | None = None) -> list[dict]:
-    """Records of one split of a Karpathy-format JSON file."""
-    return select_split(read_dataset(json_path), split, json_path, images_dir)
-
-
-def image_size(record: dict) -> tuple[int, int]:
-    """(width, height) of the image file: from the record, else read from the file's header."""
-    if "width" in record and "height" in record:
-        return int(record["width"]), int(record["height"])
+def image_size(record: ImageRecord) -> tuple[int, int]:
+    """(width, height) of the image file, read from its header: the boxes are in its pixels."""
     from PIL import Image
-    with Image.open(record["path"]) as im:
+    with Image.open(record.path) as im:
         return im.size
 
 
 def evaluate_captions(model: Captioner, batches: Iterable[tuple[Sequence[Hashable], torch.Tensor]],
-                      records: Sequence[dict], beam_size: int = 3, max_len: int | None = None,
+                      records: Sequence[ImageRecord], beam_size: int = 3, max_len: int | None = None,
                       length_penalty: float = 0.0, vocabulary: set[str] | None = None,
                       meteor: bool = True) -> dict:
     """Caption each batch of features (ids, (B, 196, C)) and score the captions against `records`.
 
-    Records are dicts with `id` and `references` (list of sentences); those with `objects` also
-    get the grounding measures, which need the image size (`width`/`height`, else read from
-    `path`). `vocabulary`: the object words of the whole data set (default: of these records).
+    Records with `objects` also get the grounding measures. `vocabulary`: the object words of the whole data set (default: of these records).
     Returns the metrics, `counts`, `n_images`, `beam_size`, and `captions`: one dict per image.
     """
-    by_id = {r["id"]: r for r in records}
+    by_id = {r.id: r for r in records}
     dtype = next(model.decoder.parameters()).dtype
     captions: dict[Hashable, Caption] = {}
     for ids, features in batches:
@@ -99,17 +46,17 @@ def evaluate_captions(model: Captioner, batches: Iterable[tuple[Sequence[Hashabl
         for image_id, cap in zip(ids, model.decode(features, beam_size, max_len, length_penalty)):
             captions[image_id] = cap
 
-    scored = {i: by_id[i]["references"] for i in captions if by_id[i]["references"]}
+    scored = {i: by_id[i].references for i in captions if by_id[i].references}
     if scored:
         result = caption_scores(scored, {i: captions[i].text for i in scored}, meteor=meteor)
     else:
         result = {**dict.fromkeys(TEXT_METRICS), "missing": ["text metrics: no captioned image "
                                                              "has reference sentences"]}
-    with_objects = [i for i in captions if "objects" in by_id[i]]
+    with_objects = [i for i in captions if by_id[i].objects]
     if vocabulary is None:
-        vocabulary = object_vocabulary(r["objects"] for r in records if "objects" in r)
+        vocabulary = object_vocabulary(r.objects for r in records if r.objects)
     samples = [GroundingSample(captions[i].words, captions[i].alphas, image_size(by_id[i]),
-                               by_id[i]["objects"]) for i in with_objects]
+                               by_id[i].objects) for i in with_objects]
     grounding = grounding_scores(samples, vocabulary)
     if not with_objects:
         result["missing"].append("grounding: the data set lists no objects")
@@ -118,13 +65,13 @@ def evaluate_captions(model: Captioner, batches: Iterable[tuple[Sequence[Hashabl
                         "images_with_objects": len(with_objects), **grounding["counts"]}
     result["n_images"] = len(captions)
     result["beam_size"] = beam_size
-    result["captions"] = [{"id": i, "image": by_id[i].get("path"), "caption": cap.text,
-                           "score": cap.score, "references": by_id[i]["references"]}
+    result["captions"] = [{"id": i, "image": str(by_id[i].path), "caption": cap.text,
+                           "score": cap.score, "references": by_id[i].references}
                           for i, cap in captions.items()]
     return result
 
 
-def evaluate(model: Captioner, records: Sequence[dict], beam_size: int = 3, batch_size: int = 16,
+def evaluate(model: Captioner, records: Sequence[ImageRecord], beam_size: int = 3, batch_size: int = 16,
              max_len: int | None = None, length_penalty: float = 0.0,
              vocabulary: set[str] | None = None, meteor: bool = True, progress: bool = True) -> dict:
     """`evaluate_captions` on the records' image files, with a progress bar.
@@ -148,10 +95,10 @@ def evaluate(model: Captioner, records: Sequence[dict], beam_size: int = 3, batc
                 ids, pictures = [], []
                 for record in records[k:k + batch_size]:
                     try:
-                        pictures.append(load_image(record["path"]))
-                        ids.append(record["id"])
+                        pictures.append(load_image(record.path))
+                        ids.append(record.id)
                     except ImageError as e:
-                        skipped.append({"id": record["id"], "image": record["path"], "error": str(e)})
+                        skipped.append({"id": record.id, "image": str(record.path), "error": str(e)})
                         tqdm.write(f"skipped: {e}", file=sys.stderr)
                 if pictures:
                     features = model.encode(pictures)  # (B, 196, C)
@@ -228,18 +175,14 @@ def main(args: argparse.Namespace) -> int:
         print("error: --max-images must be at least 1", file=sys.stderr)
         return 2
     try:
-        images = read_dataset(args.data)
+        everything = load_karpathy(args.data, args.images)
+        records = split_records(everything, args.split)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    records = select_split(images, args.split, args.data, args.images)
-    if not records:
-        splits = sorted({str(im.get("split")) for im in images})
-        print(f"error: {args.data} has no images in split '{args.split}' (it has: {', '.join(splits)})",
+        print(f"error: {args.data}: {e}" if str(args.data) not in str(e) else f"error: {e}",
               file=sys.stderr)
         return 2
     records = records[:args.max_images] if args.max_images else records
-    vocabulary = object_vocabulary(im["objects"] for im in images if "objects" in im)
+    vocabulary = object_vocabulary(r.objects for r in everything if r.objects)
     try:
         model = Captioner.load(args.checkpoint, encoder_weights=args.encoder_weights)
     except (CheckpointError, EncoderWeightsError) as e:

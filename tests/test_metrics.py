@@ -4,13 +4,15 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from captioner.evaluate import evaluate_captions, get_args_parser, load_split, main
+from captioner.data.karpathy import ImageRecord, load_karpathy, split_records
+from captioner.evaluate import evaluate_captions, get_args_parser, main
 from captioner.metrics import (GroundingSample, bleu4, caption_scores, meteor_score,
                                object_mentions, pointing_accuracy, ptb_tokenize)
 
@@ -188,7 +190,8 @@ def test_object_precision_and_recall():
 # --- evaluate ----------------------------------------------------------------------------------
 
 def test_evaluate_captions_on_precomputed_features(tiny_model):
-    records = [{"id": k, "references": REFS[k]} for k in REFS]
+    records = [ImageRecord(id=k, path=Path(f"{k}.png"), split="test", captions=[],
+                           references=REFS[k]) for k in REFS]
     features = torch.rand(3, 196, 1280).half()  # (B, 196, C) as cached: fp16
     result = evaluate_captions(tiny_model, [([1, 2], features[:2]), ([3], features[2:])], records,
                                beam_size=2, max_len=5, meteor=False)
@@ -229,13 +232,15 @@ def make_dataset(root) -> str:
     return str(path)
 
 
-def test_load_split_resolves_paths(tmp_path):
+def test_karpathy_loader_resolves_paths(tmp_path):
     data = make_dataset(tmp_path)
-    records = load_split(data, "test")
-    assert [r["id"] for r in records] == [0, 1, 2, 3]
-    assert records[0]["path"] == str(tmp_path / "images" / "scene0.png")
-    assert records[0]["references"] == ["A red circle left of a green square."]
-    assert load_split(data, "test", images_dir="/elsewhere")[0]["path"] == "/elsewhere/scene0.png"
+    records = split_records(load_karpathy(data), "test")
+    assert [r.id for r in records] == [0, 1, 2, 3]
+    assert records[0].path == tmp_path / "images" / "scene0.png"
+    assert records[0].references == ["A red circle left of a green square."]
+    assert str(load_karpathy(data, images_dir="/elsewhere")[0].path) == "/elsewhere/scene0.png"
+    with pytest.raises(ValueError, match="no images in split 'val'"):
+        split_records(records, "val")
 
 
 def test_evaluate_cli_end_to_end(tmp_path, tiny_checkpoint, capsys):

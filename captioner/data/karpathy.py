@@ -23,7 +23,8 @@ class ImageRecord:
     path: Path
     split: str
     captions: list[list[str]]  # tokenised reference captions
-    objects: list[dict] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)  # raw sentences, what coco-caption scores
+    objects: list[dict] = field(default_factory=list)  # our scenes: name, words, pixel box
 
 
 def _resolve(base: Path, entry: dict) -> Path:
@@ -54,15 +55,21 @@ def load_karpathy(json_path: str | Path, images_dir: str | Path | None = None) -
     for i, entry in enumerate(entries):
         try:
             split = "train" if entry.get("split") == "restval" else entry["split"]
-            captions = [s.get("tokens") or tokenize(s["raw"]) for s in entry["sentences"]]
+            sentences = entry["sentences"]
+            captions = [s.get("tokens") or tokenize(s["raw"]) for s in sentences]
+            references = [s.get("raw") or " ".join(tokens) for s, tokens in zip(sentences, captions)]
             records.append(ImageRecord(id=i, path=_resolve(base, entry), split=split,
-                                       captions=captions, objects=entry.get("objects", [])))
+                                       captions=captions, references=references,
+                                       objects=entry.get("objects", [])))
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"{json_path}: image entry {i} is malformed (missing {e})") from None
     return records
 
 
 def split_records(records: list[ImageRecord], split: str) -> list[ImageRecord]:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
-    return [r for r in records if r.split == split]
+    """The records of one split; ValueError naming the splits there are when it is empty."""
+    chosen = [r for r in records if r.split == split]
+    if not chosen:
+        there = ", ".join(sorted({r.split for r in records})) or "none"
+        raise ValueError(f"no images in split {split!r} (splits in the data: {there})")
+    return chosen
