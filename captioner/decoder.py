@@ -84,22 +84,33 @@ class Decoder(nn.Module):
         logits = self.fc(self.dropout(h))  # (B*K, V)
         return logits.view(b, k, -1), h.view(b, k, d), c.view(b, k, d), alpha
 
-    def forward(self, features: torch.Tensor, captions: torch.Tensor):
+    def forward(self, features: torch.Tensor, captions: torch.Tensor, pad_index: int = 0):
         """Teacher forcing. `captions` (B, T+1) are `<start> w.. <end> <pad>..`.
 
-        Every caption is run for all T steps and the loss masks the padding, which keeps the
-        batch whole (no re-sorting by length) and stays correct for any mix of lengths.
+        Captions are sorted by length and step t runs only the captions still going, so no
+        work is spent on padding; the outputs come back in the input order, zero at padding.
         Returns logits (B, T, V) predicting captions[:, 1:], and alphas (B, T, P).
         """
+        b = captions.size(0)
+        steps = captions.size(1) - 1
+        lengths = (captions[:, 1:] != pad_index).sum(dim=1)  # (B,) words + <end> to predict
+        lengths, order = lengths.sort(descending=True)
+        features, captions = features[order], captions[order]
         projected = self.attention.project(features)  # (B, P, A)
         h, c = self.init_state(features)  # (B, 1, D)
-        steps = captions.size(1) - 1
-        logits, alphas = [], []
+        logits = features.new_zeros(b, steps, self.config.vocab_size)  # (B, T, V)
+        alphas = features.new_zeros(b, steps, features.size(1))  # (B, T, P)
         for t in range(steps):
-            out, h, c, alpha = self.step(captions[:, t:t + 1], h, c, features, projected)
-            logits.append(out)  # (B, 1, V)
-            alphas.append(alpha)  # (B, 1, P)
-        return torch.cat(logits, dim=1), torch.cat(alphas, dim=1)
+            bt = int((lengths > t).sum())  # captions that still have a word to predict
+            if bt == 0:
+                break
+            out, h, c, alpha = self.step(captions[:bt, t:t + 1], h[:bt], c[:bt],
+                                         features[:bt], projected[:bt])
+            logits[:bt, t] = out[:, 0]  # (bt, V)
+            alphas[:bt, t] = alpha[:, 0]  # (bt, P)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(b, device=order.device)
+        return logits[inverse], alphas[inverse]
 
 
 def caption_loss(logits: torch.Tensor, captions: torch.Tensor, alphas: torch.Tensor,

@@ -164,7 +164,7 @@ class TrainingModule(nn.Module):
         self.alpha_c, self.pad = alpha_c, model.vocab.pad
 
     def forward(self, features: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
-        logits, alphas = self.decoder(features, captions)  # (B, T, V), (B, T, P)
+        logits, alphas = self.decoder(features, captions, self.pad)  # (B, T, V), (B, T, P)
         return caption_loss(logits, captions, alphas, self.pad, self.alpha_c)
 
 

@@ -90,7 +90,9 @@ def test_decoder_forward_and_loss_handle_variable_lengths():
     caps = torch.tensor([[1, 4, 5, 6, 2], [1, 4, 2, 0, 0], [1, 7, 8, 5, 2]])  # <start>.. <end> <pad>
     logits, alphas = dec(feats, caps)
     assert logits.shape == (3, 4, 9) and alphas.shape == (3, 4, 196)
-    torch.testing.assert_close(alphas.sum(2), torch.ones(3, 4))
+    real = (caps[:, 1:] != 0).float()  # steps that predict a word or <end>
+    torch.testing.assert_close(alphas.sum(2), real)  # attention sums to 1; padding gets none
+    assert torch.all(logits[1, 2:] == 0)
     loss = caption_loss(logits, caps, alphas, pad_index=0, alpha_c=1.0)
     loss.backward()
     assert loss.item() > 0 and dec.fc.weight.grad is not None
