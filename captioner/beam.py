@@ -8,6 +8,7 @@ slowest image needs and no more.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -26,20 +27,22 @@ class Hypothesis:
 
 @torch.no_grad()
 def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
-                beam_size: int = 3, max_len: int = 20,
-                length_penalty: float = 0.0) -> list[Hypothesis]:
+                beam_size: int = 3, max_len: int = 20, length_penalty: float = 0.0,
+                banned: Sequence[int] | None = None) -> list[Hypothesis]:
     """Best caption for each of the B images in `features` (B, P, E).
 
     A hypothesis that emits `end` is set aside as finished; the K live beams are refilled from
     the next best candidates. An image is done when it has K finished hypotheses, or (without
     length normalisation, where scores only fall) when no live beam can beat its best finished
     one, or at `max_len` words, where a finished hypothesis wins, else the best live beam.
+    `banned` words are never generated (default: `start`; callers add `<pad>`).
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {beam_size}")
     if max_len < 1:
         raise ValueError(f"max_len must be at least 1, got {max_len}")
     decoder.eval()
+    banned_ids = torch.tensor(sorted({start, *(banned or ())}), dtype=torch.long)
     n_images, n_pos, _ = features.shape
     k = beam_size
     device = features.device
@@ -61,7 +64,9 @@ def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
     for t in range(max_len):
         logits, h, c, alpha = decoder.step(words, h, c, features, projected)  # (B, K, V) ...
         vocab_size = logits.size(2)
-        log_probs = torch.log_softmax(logits, dim=2) + scores.unsqueeze(2)  # (B, K, V)
+        log_probs = torch.log_softmax(logits, dim=2)  # (B, K, V)
+        log_probs[:, :, banned_ids.to(device)] = float("-inf")
+        log_probs = log_probs + scores.unsqueeze(2)  # (B, K, V)
         # 2K candidates always hold K that do not end, whatever the K best do.
         top_scores, top_ids = log_probs.view(len(image_ids), -1).topk(2 * k, dim=1)  # (B, 2K)
         beam_of = torch.div(top_ids, vocab_size, rounding_mode="floor")  # (B, 2K)

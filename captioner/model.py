@@ -124,7 +124,8 @@ class Captioner:
                length_penalty: float = 0.0) -> list[Caption]:
         hyps = beam_search(self.decoder, features, self.vocab.start, self.vocab.end,
                            beam_size=beam_size, max_len=max_len or self.max_len,
-                           length_penalty=length_penalty)
+                           length_penalty=length_penalty,
+                           banned=(self.vocab.start, self.vocab.pad))
         return [Caption(words=[self.vocab.itos[i] for i in h.tokens],
                         alphas=h.alphas.reshape(-1, GRID, GRID).numpy().astype(np.float32),
                         score=float(h.score)) for h in hyps]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from captioner import ENCODERS, Encoder, EncoderWeightsError, Vocabulary
+from captioner import ENCODERS, Captioner, Encoder, EncoderWeightsError, Vocabulary
 from captioner.beam import beam_search
 from captioner.decoder import Decoder, DecoderConfig, caption_loss
 
@@ -131,6 +131,7 @@ def greedy(dec, feats, start, end, max_len):
     word, out = torch.tensor([[start]]), []
     for _ in range(max_len):
         logits, h, c, _ = dec.step(word, h, c, feats, proj)
+        logits[0, 0, start] = float("-inf")  # <start> is never generated
         w = int(logits[0, 0].argmax())
         if w == end:
             break
@@ -155,8 +156,9 @@ def test_wide_beam_finds_the_exact_best_sequence(seed):
     dec = make_decoder(vocab_size=vocab_size, seed=seed)
     feats = torch.randn(1, 196, 16)
     with torch.no_grad():
+        words = [w for w in range(vocab_size) if w != 1]  # all but <start>
         candidates = [list(seq) for n in range(max_len) for seq in
-                      itertools.product(range(vocab_size), repeat=n)]
+                      itertools.product(words, repeat=n)]
         # Sequences of max_len words without <end> are also possible answers.
         best = max(candidates, key=lambda s: sequence_log_prob(dec, feats, s, 2))
         best_lp = sequence_log_prob(dec, feats, best, 2)
@@ -233,6 +235,17 @@ def test_length_penalty_prefers_longer_captions():
     for h in normed:
         if h.finished:
             assert h.score == pytest.approx(h.log_prob / (len(h.tokens) + 1), abs=1e-5)
+
+
+def test_banned_words_are_never_generated(tiny_model):
+    """A decoder that wants to say <pad> or <start> still says real words."""
+    decoder = Decoder(tiny_model.decoder.config).eval()
+    model = Captioner(tiny_model.encoder, decoder, tiny_model.vocab)
+    feats = torch.randn(3, 196, 1280)
+    for banned in (model.vocab.pad, model.vocab.start):
+        force_next_word(decoder, banned)
+        for cap in model.decode(feats, beam_size=2, max_len=4):
+            assert cap.words and not {"<pad>", "<start>"} & set(cap.words)
 
 
 def test_bad_beam_arguments():
