@@ -7,6 +7,7 @@
 """
 from .attention_viz import attention_frames, attention_grid, save_gif, upsample_attention
 from .checkpoint import CheckpointError
+from .data.scenes import RandomScene, SceneMaker
 from .encoders import ENCODERS, Encoder, EncoderWeightsError
 from .images import ImageError, load_image
 from .model import Caption, Captioner, default_checkpoint_dir
@@ -17,6 +18,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Caption", "Captioner", "CheckpointError", "ENCODERS", "Encoder", "EncoderWeightsError",
-    "ImageError", "Vocabulary", "attention_frames", "attention_grid", "default_checkpoint_dir",
+    "ImageError", "RandomScene", "SceneMaker", "Vocabulary", "attention_frames", "attention_grid", "default_checkpoint_dir",
     "load_image", "save_gif", "tokenize", "tune_malloc", "upsample_attention",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Union
@@ -178,6 +179,50 @@ def compose_scene(
     image = _composite(background.pixels, objects)
     sentences = describe(groups_of(objects), size, rng, background.places)
     return Scene(image, background, tuple(objects), tuple(sentences))
+
+
+@dataclass(frozen=True)
+class RandomScene:
+    image: Image.Image
+    reference: str  # one of the scene's reference captions, to compare with the model's
+
+
+class SceneMaker:
+    """Draws random scenes; the object pictures are loaded once, on first use (stamps take ~1 s)."""
+
+    def __init__(self, size: int = 448, use_stamps: bool | None = None, seed: int | None = None):
+        self.size = size
+        self.use_stamps = use_stamps
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+        self._sources: list | None = None
+        self._backgrounds = None
+
+    def _load(self) -> None:
+        from .shapes import shape_sources
+        from .stamps import default_stamps_dir, load_stamps
+
+        stamps = default_stamps_dir()
+        use_stamps = stamps.is_dir() if self.use_stamps is None else self.use_stamps
+        self._sources = load_stamps(stamps) if use_stamps else shape_sources()
+        self._backgrounds = BackgroundMaker(self.size)
+
+    def preload(self) -> threading.Thread:
+        """Load the object pictures in the background, so the first click is quick too."""
+        thread = threading.Thread(target=self.make, kwargs={"draw": False}, daemon=True,
+                                  name="scene-preload")
+        thread.start()
+        return thread
+
+    def make(self, draw: bool = True) -> RandomScene | None:
+        with self._lock:  # one generator state; drawing takes ~20 ms
+            if self._sources is None:
+                self._load()
+            if not draw:
+                return None
+            scene = compose_scene(self._rng, self._sources, self.size, self._backgrounds)
+        reference = scene.sentences[0].raw if scene.sentences else ""
+        return RandomScene(Image.fromarray(scene.image, "RGB"), reference)
 
 
 def assign_splits(count: int, seed: int, split: SplitSpec = (0.9, 0.05, 0.05)) -> list[str]:

@@ -1,0 +1,40 @@
+"""Serve the captioning demo (also the Hugging Face Space entry point).
+
+    python app.py [--checkpoint FOLDER] [--share]
+
+Listens on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT, by default 127.0.0.1:7860.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Serve the Show, Attend and Tell demo.")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint folder shown first (default: checkpoints/default); "
+                        "every folder under checkpoints/ is offered too")
+    p.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from captioner import CheckpointError, tune_malloc
+    tune_malloc()
+    from demo import CaptionDemo
+    try:
+        app = CaptionDemo.create(checkpoint=args.checkpoint)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    app.launch(server_name=args.host, server_port=args.port, share=args.share)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,362 @@
+"""The Gradio page: caption a picture, then step through its words and see where the model looked.
+
+Events are plain methods of `CaptionDemo`, so tests call them without a browser. One event runs
+the model (the public `caption` API); everything after it works from the rendered files kept in
+`gr.State`, so clicking through the words never touches the model.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import gradio as gr
+from PIL import Image
+
+from captioner import (Caption, CheckpointError, EncoderWeightsError, ImageError, SceneMaker,
+                       default_checkpoint_dir, load_image)
+
+from .models import ModelStore
+from .render import Rendered, display_copy, render_gif, render_grid, start_render
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+BEAM_SIZES = (1, 5)
+DISPLAY_SIDE = 448  # frames are drawn at this size (longest side)
+
+
+@dataclass
+class Captioned:
+    """One answer of the model, handed from the API event to the page's drawing step."""
+    caption: Caption
+    model: str
+    beam_size: int
+    seconds: float
+
+
+def example_images(folder: Path = HERE / "examples") -> list[Path]:
+    return sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+
+def upload_folder() -> Path:
+    """Where Gradio keeps uploaded files (the same rule as Gradio's own)."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+
+
+def _image_source(image: Any) -> Any:
+    """What `load_image` takes, from the raw value Gradio sends (events run with preprocess=False).
+
+    A request names a file by path: only files in Gradio's upload folder are accepted, so no
+    request can make the server read a file of its choosing.
+    """
+    if isinstance(image, dict):
+        if image.get("path"):
+            path = Path(image["path"]).resolve()
+            if not path.is_relative_to(upload_folder()):
+                raise ImageError("the picture must be uploaded to this app.")
+            return path
+        url = image.get("url") or ""
+        if url.startswith("data:") and "," in url:  # a picture sent inline, e.g. a pasted one
+            try:
+                return base64.b64decode(url.split(",", 1)[1])
+            except ValueError:
+                raise ImageError("the picture data is not valid base64.") from None
+        raise ImageError("the picture did not arrive; please add it again.")
+    return image  # a direct Python call: a path, bytes, a PIL image or an array
+
+
+def _beam_size(value: Any) -> int:
+    try:
+        beam = int(round(float(value if value is not None else 3)))
+    except (TypeError, ValueError):
+        raise gr.Error("The beam size must be a number from 1 to 5.", print_exception=False) from None
+    return min(max(beam, BEAM_SIZES[0]), BEAM_SIZES[1])
+
+
+class CaptionDemo:
+    """The demo's state (models, files) and its event handlers; `build()` makes the page."""
+
+    def __init__(self, store: ModelStore, workspace: Workspace | None = None,
+                 examples: Sequence[Path] = (), scene_maker: SceneMaker | None = None,
+                 model_concurrency: int = 1):
+        self.store = store
+        # inside Gradio's own folder, so Gradio serves the pictures where they are instead of copying them
+        self.workspace = workspace or Workspace(parent=upload_folder())
+        self.examples = list(examples)
+        self.scene_maker = scene_maker
+        self.model_concurrency = model_concurrency
+
+    @classmethod
+    def create(cls, checkpoint: str | Path | None = None, checkpoints_root: str | Path | None = None,
+               warm: bool = True, **kwargs) -> "CaptionDemo":
+        """The app over `checkpoint` (default: the default model) and every folder in `checkpoints_root`."""
+        root = Path(checkpoints_root) if checkpoints_root else default_checkpoint_dir().parent
+        first = Path(checkpoint) if checkpoint else default_checkpoint_dir()
+        if checkpoint and not (first / "config.json").is_file():
+            raise CheckpointError(f"{first}: not a checkpoint folder (no config.json).")
+        store = ModelStore.discover(root, first if (first / "config.json").is_file() else None)
+        if warm and store.default:
+            store.warm_up()
+        kwargs.setdefault("examples", example_images())
+        if "scene_maker" not in kwargs:
+            kwargs["scene_maker"] = SceneMaker()
+            kwargs["scene_maker"].preload()
+        return cls(store, **kwargs)
+
+    # ---- the model: the public API ---------------------------------------------------------
+
+    def caption(self, image: Any, beam_size: Any = 3, model: str | None = None) -> tuple[dict, Captioned]:
+        """Caption one picture: the JSON for API callers and the full answer for the page."""
+        if image is None:
+            raise gr.Error("Please add a picture first.", print_exception=False)
+        beam = _beam_size(beam_size)
+        try:
+            captioner = self.store.get(model or None)
+            name = model or self.store.default
+            picture = load_image(_image_source(image))
+            start = time.perf_counter()
+            cap = captioner.caption(picture, beam_size=beam)
+            seconds = time.perf_counter() - start
+        except ImageError as e:
+            raise gr.Error(f"That file can't be used as a picture: {e}", title="Not a picture",
+                           print_exception=False) from None
+        except (CheckpointError, EncoderWeightsError) as e:
+            raise gr.Error(f"The model could not be loaded: {e}", title="No model",
+                           print_exception=False) from None
+        except Exception:  # anything odd: log it, tell the visitor briefly, keep serving
+            log.exception("captioning failed")
+            raise gr.Error("Something went wrong while captioning this picture; "
+                           "please try another one.", print_exception=False) from None
+        result = cap.to_dict()
+        result.update(model=name, beam_size=beam)
+        cap.image = display_copy(cap.image, DISPLAY_SIDE)  # the page needs no more; keeps the state small
+        return result, Captioned(cap, name, beam, seconds)
+
+    def caption_if_image(self, image: Any, beam_size: Any = 3, model: str | None = None):
+        """The page's automatic run (new picture, beam or model): an empty picture clears the page."""
+        if image is None:
+            return None, None
+        return self.caption(image, beam_size, model)
+
+    # ---- drawing, once per caption -----------------------------------------------------------
+
+    def show(self, captioned: Captioned | None):
+        """Show the caption and its first word's frame; reset the slider and chips to the new words."""
+        if captioned is None:
+            return (None, "", "", gr.Radio(choices=[], value=None),
+                    gr.Slider(minimum=1, maximum=2, value=1, interactive=False), None, None, None)
+        try:
+            rendered = start_render(captioned.caption, self.workspace.new_folder(), DISPLAY_SIDE)
+            first = rendered.frame(0)
+        except Exception:
+            log.exception("drawing the attention failed")
+            raise gr.Error("Could not draw where the model looked; please try again.",
+                           print_exception=False) from None
+        n = len(rendered)
+        info = (f"{n} word{'s' if n != 1 else ''} · log-probability {captioned.caption.score:.2f} · "
+                f"beam {captioned.beam_size} · model `{captioned.model}` · "
+                f"{captioned.seconds * 1000:.0f} ms")
+        chips = gr.Radio(choices=[(w, i) for i, w in enumerate(rendered.words)], value=0 if n else None)
+        # a slider needs minimum < maximum: a one-word caption gets a fixed slider over 1..2
+        slider = gr.Slider(minimum=1, maximum=max(n, 2), value=1, step=1, interactive=n > 1)
+        text = rendered.text or "(the model gave no words for this picture)"
+        return rendered, text, info, chips, slider, first, None, None
+
+    def animate(self, rendered: Rendered | None) -> str | None:
+        """Every other frame, then the downloadable GIF: drawn after the first frame shows."""
+        try:
+            gif = render_gif(rendered) if rendered is not None else None
+        except FileNotFoundError:  # the workspace already dropped this caption
+            return None
+        except Exception:  # a picture in the background: log it, leave the page as it is
+            log.exception("drawing the GIF failed")
+            return None
+        return str(gif) if gif else None
+
+    def figure(self, rendered: Rendered | None) -> str | None:
+        """The paper-style grid of all words: matplotlib, ~1 s of CPU, so drawn only when looked at."""
+        try:
+            grid = render_grid(rendered) if rendered is not None else None
+        except FileNotFoundError:
+            return None
+        except Exception:
+            log.exception("drawing the grid failed")
+            return None
+        return str(grid) if grid else None
+
+    def figure_if_open(self, rendered: Rendered | None, grid_open: bool) -> Any:
+        """After a new caption: the grid only if its tab is the one showing."""
+        return self.figure(rendered) if grid_open else gr.skip()
+
+    def open_grid(self, rendered: Rendered | None) -> tuple[bool, str | None]:
+        return True, self.figure(rendered)
+
+    # ---- stepping through words: files only, never the model -------------------------------
+
+    def frame(self, rendered: Rendered, index: int) -> str:
+        try:
+            return rendered.frame(index)
+        except FileNotFoundError:
+            raise gr.Error("This caption has expired; please caption the picture again.",
+                           print_exception=False) from None
+
+    def goto(self, rendered: Rendered | None, index: int) -> tuple[Any, Any, Any]:
+        """(frame, slider position, chip) for word `index` (0-based, clamped)."""
+        if rendered is None or not rendered.words:
+            return gr.skip(), gr.skip(), gr.skip()
+        i = rendered.clamp(index)
+        return self.frame(rendered, i), i + 1, i
+
+    def step(self, rendered: Rendered | None, position: Any, delta: int) -> tuple[Any, Any, Any]:
+        """Previous/next: `position` is the slider's 1-based value."""
+        return self.goto(rendered, _position(position) - 1 + delta)
+
+    def previous_word(self, rendered: Rendered | None, position: Any):
+        return self.step(rendered, position, -1)
+
+    def next_word(self, rendered: Rendered | None, position: Any):
+        return self.step(rendered, position, +1)
+
+    def on_slide(self, rendered: Rendered | None, position: Any):
+        frame, _, chip = self.goto(rendered, _position(position) - 1)
+        return frame, chip
+
+    def on_chip(self, rendered: Rendered | None, index: Any):
+        frame, position, _ = self.goto(rendered, _position(index))
+        return frame, position
+
+    def new_scene(self) -> tuple[Image.Image, str]:
+        """A random synthetic picture and, under it, one of its reference captions."""
+        if self.scene_maker is None:
+            raise gr.Error("The scene generator is not available here.", print_exception=False)
+        try:
+            scene = self.scene_maker.make()
+        except Exception:
+            log.exception("scene generation failed")
+            raise gr.Error("Could not draw a scene just now; please try again.",
+                           print_exception=False) from None
+        return scene.image, f"Random scene. A reference caption: *{scene.reference}*"
+
+    # ---- the page ----------------------------------------------------------------------------
+
+    def build(self) -> gr.Blocks:
+        with gr.Blocks(title="Show, Attend and Tell", delete_cache=(1800, 3600),
+                       analytics_enabled=False) as demo:
+            gr.Markdown("# Show, Attend and Tell\nAdd a picture: the model writes a caption, and for "
+                        "every word you can see where in the picture it looked.")
+            if not self.store.names:
+                gr.Markdown("**No model is installed yet.** Put a checkpoint folder under `checkpoints/` "
+                            "(see the README) or start the app with `--checkpoint FOLDER`.",
+                            elem_id="no-model")
+            # per visitor: the last answer of the model (picture at display size), and its files
+            captioned = gr.State(None, time_to_live=3600)
+            rendered = gr.State(None, time_to_live=3600)
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1):
+                    image = gr.Image(label="Picture", type="filepath", format="png", height=360,
+                                     sources=["upload", "webcam", "clipboard"], elem_id="picture")
+                    scene_note = gr.Markdown("", elem_id="scene-note")
+                    with gr.Row():
+                        caption_btn = gr.Button("Caption", variant="primary", elem_id="caption-btn")
+                        scene_btn = gr.Button("New random scene", elem_id="scene-btn",
+                                              visible=self.scene_maker is not None)
+                    with gr.Row():
+                        beam = gr.Slider(*BEAM_SIZES, value=3, step=1, label="Beam size", buttons=[],
+                                         info="1 is greedy; more beams try more sentences")
+                        model = gr.Dropdown(choices=self.store.names, value=self.store.default, label="Model",
+                                            info=None if self.store.names else "no model installed",
+                                            interactive=len(self.store.names) > 1)
+                    examples = None
+                    if self.examples:
+                        examples = gr.Examples(examples=[str(p) for p in self.examples], inputs=[image],
+                                               label="Examples: photos, and scenes like the training data",
+                                               api_visibility="private")
+                with gr.Column(scale=1):
+                    caption_box = gr.Textbox(label="Caption", interactive=False, buttons=["copy"],
+                                             elem_id="caption-text")
+                    info = gr.Markdown("", elem_id="caption-info")
+                    chips = gr.Radio(choices=[], label="Words (click one)", elem_id="word-chips")
+                    attention = gr.Image(label="Where the model looked", interactive=False, height=400,
+                                         buttons=["download", "fullscreen"], elem_id="attention")
+                    slider = gr.Slider(1, 2, value=1, step=1, label="Word", interactive=False, buttons=[],
+                                       elem_id="word-slider")
+                    with gr.Row():
+                        prev_btn = gr.Button("◀ Previous word", size="sm", elem_id="prev-btn")
+                        next_btn = gr.Button("Next word ▶", size="sm", elem_id="next-btn")
+            grid_open = gr.State(False)  # whether the grid's tab is showing: only then is it drawn
+            with gr.Tabs():
+                with gr.Tab("Animated GIF") as gif_tab:
+                    gif = gr.Image(label="All words, animated (download with the button)", format="gif",
+                                   interactive=False, height=400, buttons=["download"], elem_id="gif")
+                with gr.Tab("All words", elem_id="grid-tab") as grid_tab:
+                    grid = gr.Image(label="All words (the paper's figure)", format="png", interactive=False,
+                                    buttons=["download", "fullscreen"], elem_id="grid")
+                with gr.Tab("JSON (API)") as json_tab:
+                    as_json = gr.JSON(label="What the caption API returns", open=False)
+
+            inputs = [image, beam, model]
+            model_run = dict(outputs=[as_json, captioned], preprocess=False,
+                             concurrency_id="model", concurrency_limit=self.model_concurrency,
+                             show_progress="minimal", show_progress_on=[caption_box])
+            api_run = caption_btn.click(self.caption, inputs, api_name="caption",
+                                        api_description="Caption a picture: words, score and 14x14 "
+                                                        "attention per word.", **model_run)
+            page_run = gr.on([image.change, beam.release, model.input], self.caption_if_image, inputs,
+                             api_visibility="private", trigger_mode="always_last", **model_run)
+            fast = dict(api_visibility="private", show_progress="hidden", queue=False)
+            for run in (api_run, page_run):
+                (run.success(self.show, [captioned],
+                             [rendered, caption_box, info, chips, slider, attention, gif, grid],
+                             api_visibility="private", show_progress="hidden", queue=False)
+                    .success(self.animate, [rendered], [gif], api_visibility="private",
+                             concurrency_id="render", show_progress="minimal")
+                    .success(self.figure_if_open, [rendered, grid_open], [grid], api_visibility="private",
+                             concurrency_id="render", show_progress="minimal"))
+            grid_tab.select(self.open_grid, [rendered], [grid_open, grid], api_visibility="private",
+                            concurrency_id="render", show_progress="minimal")
+            gr.on([gif_tab.select, json_tab.select], lambda: False, None, [grid_open], **fast)
+
+            prev_btn.click(self.previous_word, [rendered, slider], [attention, slider, chips], **fast)
+            next_btn.click(self.next_word, [rendered, slider], [attention, slider, chips], **fast)
+            slider.input(self.on_slide, [rendered, slider], [attention, chips], trigger_mode="always_last",
+                         **fast)
+            chips.input(self.on_chip, [rendered, chips], [attention, slider], **fast)
+            scene_btn.click(self.new_scene, None, [image, scene_note], api_visibility="private")
+            # another picture: the scene's reference caption no longer applies (cleared in the browser)
+            gr.on([image.upload, image.clear] + ([examples.dataset.click] if examples else []),
+                  None, None, [scene_note], js="() => ''")
+        demo.queue(default_concurrency_limit=2, max_size=16)
+        return demo
+
+    def launch_options(self) -> dict:
+        """Arguments for `Blocks.launch` that this page needs (style, files it may serve)."""
+        return dict(css_paths=[HERE / "style.css"], theme=_theme(), max_file_size="25mb",
+                    allowed_paths=[str(self.workspace.root), str(HERE / "examples")],
+                    footer_links=["api", "gradio"])
+
+    def launch(self, **kwargs) -> gr.Blocks:
+        demo = self.build()
+        demo.launch(**{**self.launch_options(), **kwargs})
+        return demo
+
+
+def _position(value: Any) -> int:
+    try:
+        return int(round(float(value)))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _theme() -> gr.themes.Base:
+    """Gradio's look with system fonts: no font downloads, which a Space or an offline box may not have."""
+    system = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "sans-serif"]
+    return gr.themes.Soft(font=system, font_mono=["ui-monospace", "SFMono-Regular", "monospace"])
+
+

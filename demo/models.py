@@ -1,0 +1,84 @@
+"""Which checkpoints a visitor may pick, and the models loaded from them (a few, kept warm).
+
+Visitors choose by name only; names map to folders found at start-up, so no request can make
+the server open a path of its choosing.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+from PIL import Image
+
+from captioner import Captioner, CheckpointError
+
+CONFIG = "config.json"  # a folder holding this is a checkpoint
+
+
+def find_checkpoints(root: Path) -> list[Path]:
+    """Folders directly under `root` that hold a checkpoint, `default` first, the rest by name."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and (p / CONFIG).is_file()]
+    return sorted(found, key=lambda p: (p.name != "default", p.name))
+
+
+class ModelStore:
+    """Checkpoint names -> folders, and an LRU cache of loaded models keyed by folder."""
+
+    def __init__(self, folders: Sequence[Path], capacity: int = 3):
+        self._folders: dict[str, Path] = {}
+        for folder in folders:
+            folder = Path(folder).resolve()
+            if folder in self._folders.values():
+                continue
+            name, k = folder.name, 2
+            while name in self._folders:  # two folders with one name: "tiny", "tiny (2)"
+                name, k = f"{folder.name} ({k})", k + 1
+            self._folders[name] = folder
+        self._models: OrderedDict[Path, Captioner] = OrderedDict()
+        self._capacity = max(1, capacity)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def discover(cls, root: Path, first: Path | None = None, capacity: int = 3) -> "ModelStore":
+        """The folder `first` (e.g. from --checkpoint) and then every checkpoint under `root`."""
+        folders = ([Path(first)] if first else []) + find_checkpoints(Path(root))
+        return cls(folders, capacity=capacity)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._folders)
+
+    @property
+    def default(self) -> str | None:
+        return self.names[0] if self._folders else None
+
+    def folder(self, name: str | None) -> Path:
+        if not self._folders:
+            raise CheckpointError("no model is installed: put a checkpoint folder under checkpoints/ "
+                                  "or start the app with --checkpoint FOLDER.")
+        if name is None or name == "":
+            name = self.default
+        if name not in self._folders:
+            raise CheckpointError(f"unknown model {name!r}; choose one of {', '.join(self.names)}.")
+        return self._folders[name]
+
+    def get(self, name: str | None = None) -> Captioner:
+        """The loaded model for `name` (default: the first), loading it on first use."""
+        folder = self.folder(name)
+        with self._lock:  # one load at a time; loads are rare and a second one would only duplicate
+            model = self._models.get(folder)
+            if model is None:
+                model = Captioner.load(folder)
+                self._models[folder] = model
+                while len(self._models) > self._capacity:
+                    self._models.popitem(last=False)
+            self._models.move_to_end(folder)
+            return model
+
+    def warm_up(self, name: str | None = None) -> None:
+        """Load a model and caption one blank picture, so the first visitor does not wait for it."""
+        self.get(name).caption(Image.new("RGB", (64, 64), (128, 128, 128)), beam_size=1)

@@ -1,0 +1,193 @@
+"""The web demo as an API user sees it (gradio_client against the served app), and its handlers.
+
+The app runs in this process on a free port, over the tiny random-weight checkpoint from
+conftest.py, so the tests need neither the default model nor a network.
+"""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gr = pytest.importorskip("gradio")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+# gradio's queue statistics use pandas options that pandas 3 deprecates: not ours to fix
+pytestmark = [pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting'"),
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+
+PHOTO = ROOT / "demo" / "examples" / "astronaut.jpg"  # the tiny model gives it 12 words
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tiny_checkpoint, tmp_path_factory):
+    """(CaptionDemo, Client) for the app served over the tiny checkpoint; files under tmp."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+        from demo import CaptionDemo
+        from captioner import SceneMaker
+        app = CaptionDemo.create(checkpoint=tiny_checkpoint,
+                                 checkpoints_root=tmp_path_factory.mktemp("no-checkpoints"),
+                                 scene_maker=SceneMaker(use_stamps=False, seed=0))
+        demo = app.build()
+        port = free_port()
+        demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options())
+        try:
+            yield app, Client(f"http://127.0.0.1:{port}/", verbose=False)
+        finally:
+            demo.close()
+            app.workspace.close()
+
+
+@pytest.fixture
+def model_calls(served, monkeypatch):
+    """A list that grows by one on every call of the loaded model."""
+    app, _ = served
+    model = app.store.get()
+    calls: list[int] = []
+    original = model.caption
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "caption", counting)
+    return calls
+
+
+def test_the_api_has_one_named_endpoint(served):
+    _, client = served
+    api = client.view_api(print_info=False, return_format="dict")
+    assert list(api["named_endpoints"]) == ["/caption"]
+    assert api["unnamed_endpoints"] == {}
+
+
+def test_caption_api_returns_words_and_attention(served):
+    _, client = served
+    assert client.predict(handle_file(str(PHOTO)), api_name="/caption")["beam_size"] == 3  # defaults
+    result = client.predict(handle_file(str(PHOTO)), 2, "tiny", api_name="/caption")
+    words = result["words"]
+    assert words and result["caption"] == " ".join(words)
+    assert isinstance(result["score"], float) and result["beam_size"] == 2 and result["model"] == "tiny"
+    alphas = np.asarray(result["alphas"])
+    assert alphas.shape == (len(words), 14, 14)
+    np.testing.assert_allclose(alphas.sum(axis=(1, 2)), 1.0, atol=1e-3)
+
+
+def test_bad_files_get_a_clear_error_and_the_app_keeps_serving(served, tmp_path):
+    _, client = served
+    text = tmp_path / "holiday.jpg"
+    text.write_text("this is not a picture")
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes(PHOTO.read_bytes()[:3000])
+    huge = tmp_path / "huge.png"  # 81 megapixels in a 80 kB file
+    Image.new("L", (9000, 9000)).save(huge)
+    for bad, words in ((text, "holiday.jpg: not an image file"),
+                       (truncated, "cut.jpg: the image data is broken"),
+                       (huge, "huge.png: 9000x9000 is too large")):
+        with pytest.raises(AppError) as e:
+            client.predict(handle_file(str(bad)), 3, "tiny", api_name="/caption")
+        message = str(e.value)
+        assert "can't be used as a picture" in message and words in message
+        assert "Traceback" not in message
+    assert client.predict(handle_file(str(PHOTO)), 1, "tiny", api_name="/caption")["words"]
+
+
+def test_requests_cannot_name_files_outside_the_upload_folder(served):
+    app, _ = served
+    from gradio import Error
+    with pytest.raises(Error, match="must be uploaded to this app"):
+        app.caption({"path": str(PHOTO)}, 3)
+    with pytest.raises(Error, match="unknown model 'nope'"):
+        app.caption(str(PHOTO), 3, "nope")
+
+
+def test_stepping_through_words_never_runs_the_model(served, model_calls):
+    app, _ = served
+    _, captioned = app.caption(str(PHOTO), 3)
+    assert len(model_calls) == 1
+    rendered, text, _, chips, slider, first, gif, grid = app.show(captioned)
+    n = len(rendered.words)
+    assert text == rendered.text and n > 2
+    assert slider.maximum == n and slider.value == 1 and chips.value == 0
+    assert Path(first).is_file() and gif is None and grid is None
+
+    frame, position, chip = app.next_word(rendered, 1)
+    assert (position, chip) == (2, 1) and frame != first and Path(frame).is_file()
+    assert app.previous_word(rendered, 1) == (first, 1, 0)  # stays on the first word
+    assert app.next_word(rendered, n)[1:] == (n, n - 1)  # and on the last
+    assert app.on_chip(rendered, 2)[1] == 3
+    assert app.on_slide(rendered, 3)[1] == 2
+    assert Path(app.animate(rendered)).suffix == ".gif"
+    assert app.figure_if_open(rendered, False) == gr.skip()  # the grid is drawn only when looked at
+    assert app.open_grid(rendered)[0] and Path(app.figure(rendered)).suffix == ".png"
+    assert len(model_calls) == 1
+
+
+def test_one_word_captions_and_cleared_pictures_keep_the_slider_valid(served):
+    app, _ = served
+    from captioner import Caption
+    one = Caption(["cat"], np.full((1, 14, 14), 1 / 196, np.float32), -1.0, Image.new("RGB", (300, 200)))
+    from demo.app import Captioned
+    rendered, _, _, _, slider, first, _, _ = app.show(Captioned(one, "tiny", 3, 0.1))
+    assert slider.maximum == 2 and slider.value == 1 and not slider.interactive
+    assert app.next_word(rendered, 1)[1] == 1
+    assert app.caption_if_image(None) == (None, None)
+    assert app.show(None)[0] is None
+
+
+def test_random_scene_button(served):
+    app, _ = served
+    image, note = app.new_scene()
+    assert image.size == (448, 448) and "reference caption" in note
+
+
+def test_command_line_honours_gradio_environment(monkeypatch):
+    import app as entry
+    assert (entry.parse_args([]).host, entry.parse_args([]).port) == ("127.0.0.1", 7860)
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
+    args = entry.parse_args(["--checkpoint", "x", "--share"])
+    assert (args.host, args.port, args.checkpoint, args.share) == ("0.0.0.0", 7999, "x", True)
+
+
+def test_old_captions_expire_with_a_clear_message(tmp_path):
+    from gradio import Error
+
+    from captioner import Caption
+    from demo import CaptionDemo, ModelStore, Workspace
+    from demo.app import Captioned
+    app = CaptionDemo(ModelStore([]), Workspace(keep=1, parent=tmp_path))
+    cap = Caption(["a", "cat"], np.full((2, 14, 14), 1 / 196, np.float32), -1.0, Image.new("RGB", (64, 48)))
+    old = app.show(Captioned(cap, "x", 1, 0.1))[0]
+    new = app.show(Captioned(cap, "x", 1, 0.1))[0]  # keep=1: the first caption's files go
+    assert not old.folder.exists() and Path(app.next_word(new, 1)[0]).is_file()
+    with pytest.raises(Error, match="expired"):
+        app.next_word(old, 1)
+    assert app.animate(old) is None and app.figure(old) is None
+    app.workspace.close()
+    assert not app.workspace.root.exists()
+
+
+def test_model_names_are_unique_and_unknown_ones_refused(tmp_path):
+    from captioner import CheckpointError
+    from demo import ModelStore
+    a, b = tmp_path / "a" / "tiny", tmp_path / "b" / "tiny"
+    store = ModelStore([a, b, a])
+    assert store.names == ["tiny", "tiny (2)"] and store.default == "tiny"
+    assert store.folder("tiny (2)") == b.resolve() and store.folder(None) == a.resolve()
+    with pytest.raises(CheckpointError, match="unknown model"):
+        store.folder("../etc")
+    with pytest.raises(CheckpointError, match="no model is installed"):
+        ModelStore([]).get()

@@ -1,0 +1,132 @@
+"""The demo in a real browser: upload, caption, step through the words (Playwright + Debian chromium).
+
+Uses the system chromium (never `playwright install`). With CAPTIONER_SCREENSHOT=1 the final
+page is saved as docs/demo.png, using the default model when it exists and a random scene.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"),
+    # gradio's queue statistics use pandas options that pandas 3 deprecates: not ours to fix
+    pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting'"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
+sync_api = pytest.importorskip("playwright.sync_api")
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOTO = ROOT / "demo" / "examples" / "astronaut.jpg"  # the tiny model gives it 12 words
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+SRC = "() => { const img = document.querySelector('#attention img'); return img && img.getAttribute('src'); }"
+
+
+def screenshot_wanted() -> bool:
+    return os.environ.get("CAPTIONER_SCREENSHOT") == "1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def url(tiny_checkpoint, tmp_path_factory):
+    """The app served on a free port: the tiny model, or for the docs screenshot the default one."""
+    from captioner import default_checkpoint_dir
+    from demo import CaptionDemo
+    from captioner import SceneMaker
+
+    checkpoint, scenes = tiny_checkpoint, SceneMaker(use_stamps=False, seed=0)
+    if screenshot_wanted() and (default_checkpoint_dir() / "config.json").is_file():
+        checkpoint, scenes = default_checkpoint_dir(), SceneMaker(seed=1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+        app = CaptionDemo.create(checkpoint=checkpoint, scene_maker=scenes,
+                                 checkpoints_root=tmp_path_factory.mktemp("no-checkpoints"))
+        demo = app.build()
+        port = free_port()
+        demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options())
+        try:
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            demo.close()
+            app.workspace.close()
+
+
+@pytest.fixture(scope="module")
+def page(url):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(30_000)
+            page.goto(url, wait_until="domcontentloaded")  # never "networkidle": gradio streams events
+            yield page
+        finally:
+            browser.close()
+
+
+def new_src(page, old: str | None) -> str:
+    """Wait until the attention picture shows another file than `old`; its src."""
+    page.wait_for_function(f"(old) => {{ const s = ({SRC})(); return s && s !== old; }}", arg=old, polling=20)
+    return page.evaluate(SRC)
+
+
+def slider_value(page) -> str:
+    return page.locator("#word-slider input[type=number]").input_value()
+
+
+def test_upload_caption_and_step_through_words(page, tmp_path):
+    file_input = page.locator("#picture input[type=file]")
+    file_input.wait_for(state="attached")
+    file_input.set_input_files(str(PHOTO))
+    auto = new_src(page, None)  # a new picture is captioned at once
+    page.locator("#caption-btn").click()  # the button runs the model again: new files
+    first = new_src(page, auto)
+
+    caption = page.locator("#caption-text textarea").input_value()
+    chips = page.locator("#word-chips label")
+    assert caption and chips.all_inner_texts() == caption.split()
+    assert slider_value(page) == "1" and "selected" in chips.nth(0).get_attribute("class")
+
+    page.locator("#next-btn").click()
+    second = new_src(page, first)
+    assert slider_value(page) == "2" and "selected" in chips.nth(1).get_attribute("class")
+
+    chips.nth(4).click()
+    fifth = new_src(page, second)
+    assert slider_value(page) == "5"
+
+    page.locator("#word-slider input[type=range]").focus()
+    page.keyboard.press("ArrowLeft")
+    assert new_src(page, fifth) not in (first, second, fifth) and slider_value(page) == "4"
+    assert "selected" in chips.nth(3).get_attribute("class")
+
+    page.locator("#gif img[src$='.gif']").wait_for()  # the GIF follows the first frame
+    page.get_by_role("tab", name="All words").click()  # the grid is drawn when its tab opens
+    page.locator("#grid img[src$='.png']").wait_for()
+    page.get_by_role("tab", name="Animated GIF").click()
+    assert page.locator(".toast-body").count() == 0  # no error shown
+
+    if screenshot_wanted():
+        page.locator("#scene-btn").click()  # a scene of the kind the model was trained on
+        shown = new_src(page, page.evaluate(SRC))  # the new picture is captioned at once
+        page.locator("#next-btn").click()
+        new_src(page, shown)
+        folder = shown.rsplit("/", 1)[0]  # wait for this caption's GIF, not the last one's
+        page.locator(f"#gif img[src^='{folder}/'][src$='.gif']").wait_for()
+        path = ROOT / "docs" / "demo.png"
+        path.parent.mkdir(exist_ok=True)
+    else:
+        path = tmp_path / "demo.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
