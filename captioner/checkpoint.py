@@ -5,7 +5,8 @@
     model.safetensors  decoder.* tensors, plus encoder.* where the encoder was fine-tuned
 
 Files are written to a temporary folder and renamed into place, so a crash never leaves a
-half-written checkpoint behind. The config holds no paths: nothing in it can point outside.
+half-written checkpoint behind. The config holds no paths: nothing in it can point outside,
+and only the fixed file names above are ever opened, never through a link that leaves the folder.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .decoder import DecoderConfig
+from .decoder import Decoder, DecoderConfig
 from .encoders import get_spec
 from .vocab import Vocabulary
 
@@ -28,6 +29,8 @@ FORMAT = "captioner-checkpoint"
 VERSION = 1
 CONFIG, VOCAB, WEIGHTS = "config.json", "vocab.json", "model.safetensors"
 TRAINING = "training.safetensors"  # optional: optimizer tensors, for --resume
+MAX_JSON_BYTES = 4 << 20  # config and vocabulary are KBs; anything this big is refused unread
+MAX_LEN = 1000  # a longer caption limit would let a model that never ends keep decoding
 
 
 class CheckpointError(ValueError):
@@ -51,7 +54,9 @@ def save_checkpoint(path: str | Path, data: CheckpointData, half: bool = True) -
     """Write the folder atomically: everything goes to a sibling temp folder, then one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a save that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp", dir=path.parent))
     try:
         config = {
             "format": FORMAT,
@@ -88,12 +93,28 @@ def save_checkpoint(path: str | Path, data: CheckpointData, half: bool = True) -
         raise
 
 
+def _member(folder: Path, name: str) -> Path:
+    """`folder/name`, refused where a link makes it point outside the checkpoint folder."""
+    file = folder / name
+    if folder.resolve() not in file.resolve().parents:
+        raise CheckpointError(f"{file}: links to {file.resolve()}, outside the checkpoint folder; refused")
+    return file
+
+
+def _check_json_size(path: Path) -> None:
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise CheckpointError(f"{path}: {size} bytes is too large for a checkpoint's JSON file "
+                              f"(at most {MAX_JSON_BYTES >> 20} MB)")
+
+
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; a checkpoint folder needs {CONFIG}, {VOCAB} and {WEIGHTS}")
+    _check_json_size(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
@@ -103,11 +124,14 @@ def _read_json(path: Path) -> dict:
 def load_checkpoint(path: str | Path) -> CheckpointData:
     """Read and cross-check a checkpoint folder; any inconsistency is a `CheckpointError`."""
     path = Path(path)
+    backup = path.with_name(f".{path.name}.old")
+    if not path.exists() and backup.is_dir():
+        path = backup  # a save was killed between its two renames: the previous checkpoint is whole
     if not path.is_dir():
         if path.is_file():
             raise CheckpointError(f"{path}: a checkpoint is a folder with {CONFIG}, {VOCAB} and {WEIGHTS}")
         raise CheckpointError(f"{path}: no such checkpoint folder")
-    config_path = path / CONFIG
+    config_path = _member(path, CONFIG)
     config = _read_json(config_path)
     if config.get("format") != FORMAT:
         raise CheckpointError(f"{config_path}: not a captioner checkpoint (format={config.get('format')!r})")
@@ -120,6 +144,8 @@ def load_checkpoint(path: str | Path) -> CheckpointData:
         max_len = int(config.get("max_len", 20))
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{config_path}: incomplete or malformed config ({e})") from None
+    if not 1 <= max_len <= MAX_LEN:
+        raise CheckpointError(f"{config_path}: max_len={max_len} is not between 1 and {MAX_LEN}")
     try:
         spec = get_spec(encoder)
     except ValueError as e:
@@ -127,23 +153,31 @@ def load_checkpoint(path: str | Path) -> CheckpointData:
     if decoder_config.encoder_dim != spec.channels:
         raise CheckpointError(f"{config_path}: decoder.encoder_dim={decoder_config.encoder_dim} but "
                               f"{encoder} gives {spec.channels} channels")
-    vocab_path = path / VOCAB
+    vocab_path = _member(path, VOCAB)
     if not vocab_path.is_file():
         raise CheckpointError(f"{vocab_path}: missing")
+    _check_json_size(vocab_path)
     try:
         vocab = Vocabulary.load(vocab_path)
+    except RecursionError:
+        raise CheckpointError(f"{vocab_path}: not a vocabulary file (nested too deeply)") from None
     except ValueError as e:
         raise CheckpointError(str(e)) from None
     if len(vocab) != decoder_config.vocab_size:
         raise CheckpointError(f"{vocab_path}: {len(vocab)} words, but {CONFIG} says "
                               f"vocab_size={decoder_config.vocab_size}")
-    weights_path = path / WEIGHTS
+    weights_path = _member(path, WEIGHTS)
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: missing")
     try:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{weights_path}: not a readable safetensors file ({e})") from None
+    for k, v in tensors.items():
+        if not (v.is_floating_point() or k.endswith(".num_batches_tracked")) or v.is_complex():
+            raise CheckpointError(f"{weights_path}: tensor {k} is {v.dtype}, not floating point")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(f"{weights_path}: tensor {k} holds NaN or infinite values")
     decoder_state = {k[len("decoder."):]: v.float() for k, v in tensors.items() if k.startswith("decoder.")}
     encoder_state = {k[len("encoder."):]: v.float() for k, v in tensors.items() if k.startswith("encoder.")}
     unknown = [k for k in tensors if not k.startswith(("decoder.", "encoder."))]
@@ -151,12 +185,19 @@ def load_checkpoint(path: str | Path) -> CheckpointData:
         raise CheckpointError(f"{weights_path}: unexpected tensors {unknown[:5]}")
     if fine_tune and not encoder_state:
         raise CheckpointError(f"{weights_path}: config says the encoder was fine-tuned but holds no encoder.* tensors")
+    try:
+        with torch.device("meta"):  # shapes only: a config claiming huge sizes allocates nothing
+            expected = Decoder(decoder_config).state_dict()
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{config_path}: the decoder sizes make no model ({e})") from None
+    check_state(expected, decoder_state, weights_path)
     training_tensors = {}
-    if (path / TRAINING).is_file():
+    training_path = _member(path, TRAINING)
+    if training_path.is_file():
         try:
-            training_tensors = load_file(str(path / TRAINING))
+            training_tensors = load_file(str(training_path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{path / TRAINING}: not a readable safetensors file ({e})") from None
+            raise CheckpointError(f"{training_path}: not a readable safetensors file ({e})") from None
     extra = config.get("extra") or {}
     if not isinstance(extra, dict):
         raise CheckpointError(f"{config_path}: 'extra' must be a JSON object")
@@ -168,7 +209,13 @@ def load_checkpoint(path: str | Path) -> CheckpointData:
 def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path | str,
                        strict: bool = True) -> None:
     """`load_state_dict` with one readable message for missing, extra or mis-shaped tensors."""
-    own = module.state_dict()
+    check_state(module.state_dict(), state, where, strict)
+    module.load_state_dict(state, strict=strict)
+
+
+def check_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], where: Path | str,
+                strict: bool = True) -> None:
+    """Refuse `state` unless its names and shapes are those of `own` (a module's state_dict)."""
     missing = [k for k in own if k not in state] if strict else []
     extra = [k for k in state if k not in own]
     wrong = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in state
@@ -182,4 +229,3 @@ def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], 
         problems.append(f"shape mismatch {wrong[:5]}")
     if problems:
         raise CheckpointError(f"{where}: tensors do not fit the model: {'; '.join(problems)}")
-    module.load_state_dict(state, strict=strict)

@@ -53,7 +53,7 @@ def _open(fp, name: str, max_side: int) -> Image.Image:
                 if width * height > MAX_PIXELS:
                     raise ImageError(f"{name}: {width}x{height} is too large to process "
                                      f"(at most {MAX_PIXELS // 1_000_000} megapixels).")
-                if getattr(im, "n_frames", 1) > 1:
+                if getattr(im, "is_animated", False):  # not n_frames: that reads every frame
                     im.seek(0)  # animated GIF/WebP/APNG: caption the first frame
                 if im.format == "JPEG":
                     im.draft("RGB", (max_side, max_side))  # decode big JPEGs at reduced scale
@@ -82,7 +82,9 @@ def to_rgb(im: Image.Image) -> Image.Image:
     """Any Pillow mode to RGB: 16-bit and float scaled to 8 bits, transparency over white."""
     if im.mode == "RGB":
         return im
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):  # full scale is 65535, however dark the image
+        return from_array(np.asarray(im).astype(np.float32) / 65535.0)
+    if im.mode in ("I", "F"):
         return from_array(np.asarray(im))
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")

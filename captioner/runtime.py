@@ -7,13 +7,18 @@ import sys
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 
 
-def tune_malloc(mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 30) -> bool:
+def tune_malloc(mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 30,
+                arena_max: int = 2) -> bool:
     """Stop glibc from mmapping, zeroing and unmapping every large tensor afresh.
 
     With glibc's defaults each activation above 32 MiB-ish is a fresh mmap, which roughly halves
-    CPU inference speed for this model and makes timings noisy. Returns False where not glibc.
+    CPU inference speed for this model and makes timings noisy. Keeping freed memory (the trim
+    threshold) is only safe with few arenas: glibc gives each thread that allocates its own,
+    and a web server's worker threads would each keep their peak (+16% resident memory under
+    load, measured by bench/load.py). Returns False where this is not glibc.
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -25,4 +30,5 @@ def tune_malloc(mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 30) 
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok = mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1
     ok &= mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
+    ok &= mallopt(_M_ARENA_MAX, arena_max) == 1
     return bool(ok)

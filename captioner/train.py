@@ -189,7 +189,7 @@ def train_one_epoch(module: nn.Module, optimizer, batches, features: FeatureSour
         bar.set_postfix(loss=f"{total / count:.3f}")
         if on_step is not None:
             on_step(step + 1, total / count)
-    return total / max(count, 1)
+    return total / count if count else float("nan")  # nan: resumed after the epoch's last step
 
 
 @torch.no_grad()
@@ -343,7 +343,8 @@ def main(args: argparse.Namespace) -> int:
         improved = result["bleu4"] > state["best_bleu4"]
         state["best_bleu4"] = max(state["best_bleu4"], result["bleu4"])
         state["epochs_since_best"] = 0 if improved else state["epochs_since_best"] + 1
-        entry = {"epoch": epoch + 1, "loss": round(loss, 4), "bleu4": round(result["bleu4"], 4),
+        entry = {"epoch": epoch + 1, "loss": None if math.isnan(loss) else round(loss, 4),
+                 "bleu4": round(result["bleu4"], 4),
                  "seconds": round(time.time() - t0, 1), "samples": result["samples"]}
         state["history"].append(entry)
         if rank == 0:

@@ -53,7 +53,10 @@ def cache_features(encoder: Encoder, records: list[ImageRecord], cache_dir: str 
     npy, meta_path = cache_paths(cache_dir, encoder.name, split)
     ids = [r.id for r in records]
     if npy.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text())
+        except ValueError:
+            meta = {}
         if meta.get("ids") == ids and meta.get("encoder") == encoder.name and not encoder.fine_tune:
             return np.load(npy, mmap_mode="r"), meta
     npy.parent.mkdir(parents=True, exist_ok=True)
@@ -80,9 +83,11 @@ def cache_features(encoder: Encoder, records: list[ImageRecord], cache_dir: str 
             bar.update(len(batch))
     out.flush()
     del out
-    os.replace(tmp, npy)
     meta = {"encoder": encoder.name, "split": split, "ids": ids, "bad_ids": bad_ids}
-    meta_path.write_text(json.dumps(meta))
+    tmp_meta = meta_path.with_suffix(".tmp.json")
+    tmp_meta.write_text(json.dumps(meta))
+    os.replace(tmp, npy)
+    os.replace(tmp_meta, meta_path)  # last: a cache counts as complete only once this exists
     return np.load(npy, mmap_mode="r"), meta
 
 
