@@ -42,10 +42,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None, help="feature cache folder (default: OUT/features)")
     p.add_argument("--encoder", default="efficientnet-lite2")
     p.add_argument("--encoder-weights", default=None, help="local encoder weights file")
-    p.add_argument("--fine-tune", action="store_true", help="also train the encoder's last stages")
+    p.add_argument("--fine-tune", action="store_true",
+                   help="also train the encoder's last stages (with --resume: the paper's second "
+                        "stage, which starts a new optimizer)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=4e-4, help="decoder learning rate")
+    p.add_argument("--lr", type=float, default=None,
+                   help="decoder learning rate (default 4e-4; with --resume: keep the run's own)")
     p.add_argument("--encoder-lr", type=float, default=1e-4)
     p.add_argument("--alpha-c", type=float, default=1.0, help="doubly stochastic attention weight")
     p.add_argument("--grad-clip", type=float, default=5.0)
@@ -276,6 +279,9 @@ def main(args: argparse.Namespace) -> int:
                                  fine_tune=args.fine_tune, max_len=args.max_len,
                                  embed_dim=args.embed_dim, attention_dim=args.attention_dim,
                                  decoder_dim=args.decoder_dim, dropout=args.dropout)
+    start_fine_tune = args.fine_tune and not model.encoder.fine_tune
+    if start_fine_tune:  # the paper's second stage: unfreeze the encoder's last stages now
+        model.encoder.set_fine_tune(True)
     model.to(args.device)
 
     def source_for(split_records_: list[ImageRecord], split: str) -> FeatureSource:
@@ -303,13 +309,15 @@ def main(args: argparse.Namespace) -> int:
     batches = CaptionBatches(train_records, model.vocab, model.max_len, args.batch_size, args.seed, skip)
 
     module = TrainingModule(model, args.alpha_c)
-    groups = [{"params": [p for p in model.decoder.parameters()], "lr": args.lr}]
+    groups = [{"params": [p for p in model.decoder.parameters()], "lr": args.lr or 4e-4}]
     if model.encoder.fine_tune:
         groups.append({"params": [p for p in model.encoder.parameters() if p.requires_grad],
                        "lr": args.encoder_lr})
     optimizer = torch.optim.Adam(groups)
-    if optimizer_meta is not None:
+    if optimizer_meta is not None and not start_fine_tune:
         optimizer_from_tensors(optimizer, training_tensors, optimizer_meta)
+        if args.lr is not None:  # a new learning rate for the rest of the run
+            optimizer.param_groups[0]["lr"] = args.lr
     if world > 1:
         module = nn.parallel.DistributedDataParallel(module)
 

@@ -1,0 +1,68 @@
+"""Training end to end on a tiny shapes data set: DDP with 2 CPU processes, resume, fine-tune stage."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from captioner import Captioner
+from captioner.checkpoint import load_checkpoint
+from captioner.data.scenes import generate_scenes
+from captioner.data.shapes import shape_sources
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--embed-dim", "16", "--attention-dim", "16", "--decoder-dim", "32", "--min-word-freq", "1",
+        "--batch-size", "8", "--max-val-images", "4", "--val-beam-size", "1", "--max-len", "8"]
+
+
+@pytest.fixture(scope="module")
+def shapes_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("shapes")
+    generate_scenes(root, count=24, seed=5, sources=shape_sources(), size=128,
+                    split_fractions=(0.75, 0.25, 0.0), progress=False)
+    return root / "captions.json"
+
+
+def run(*args: str, torchrun: bool = False) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "captioner"]
+           if torchrun else [sys.executable, "-m", "captioner"])
+    proc = subprocess.run([*cmd, "train", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_ddp_with_two_cpu_processes_then_resume_with_a_new_lr(shapes_data, tmp_path):
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    run("--data", str(shapes_data), "--out", str(out), "--cache", str(cache), "--epochs", "1",
+        *TINY, torchrun=True)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1]  # one log line, from rank 0 only
+    state = load_checkpoint(out / "last").extra
+    assert state["train_state"]["epoch"] == 1 and state["optimizer"]["param_groups"][0]["lr"] == 4e-4
+    Captioner.load(out / "best")
+    assert (out / "curve.png").stat().st_size > 1000
+
+    err = run("--data", str(shapes_data), "--out", str(out), "--cache", str(cache), "--epochs", "2",
+              "--resume", "--lr", "1e-3", *TINY).stderr
+    assert f"resuming from {out / 'last'}: epoch 1, step 0" in err
+    state = load_checkpoint(out / "last").extra
+    assert state["train_state"]["epoch"] == 2
+    assert state["optimizer"]["param_groups"][0]["lr"] == 1e-3
+    assert [h["epoch"] for h in state["train_state"]["history"]] == [1, 2]
+
+
+def test_fine_tune_stage_stores_the_encoder(shapes_data, tmp_path):
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    run("--data", str(shapes_data), "--out", str(out), "--cache", str(cache), "--epochs", "1", *TINY)
+    run("--data", str(shapes_data), "--out", str(out), "--epochs", "2", "--resume", "--fine-tune", *TINY)
+    ckpt = load_checkpoint(out / "last")
+    assert ckpt.fine_tune and ckpt.encoder_state  # the trained encoder stages travel with it
+    assert len(ckpt.extra["optimizer"]["param_groups"]) == 2  # decoder + encoder learning rates
+    model = Captioner.load(out / "last")
+    assert model.encoder.fine_tune and model.caption(str(shapes_data.parent / "images" / "000000.png")).words
