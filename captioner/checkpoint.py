@@ -57,6 +57,7 @@ def save_checkpoint(path: str | Path, data: CheckpointData, half: bool = True) -
     for stale in path.parent.glob(f".{path.name}.tmp*"):  # left by a save that was killed
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp", dir=path.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would hide a shared checkpoint from other users
     try:
         config = {
             "format": FORMAT,
