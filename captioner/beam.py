@@ -73,18 +73,16 @@ def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
         word_of = top_ids % vocab_size  # (B, 2K)
         is_end = word_of == end  # (B, 2K)
         rows = torch.arange(len(image_ids), device=device).unsqueeze(1)  # (B, 1)
-        cand_seqs = torch.cat([seqs[rows, beam_of], word_of.unsqueeze(2)], dim=2)  # (B, 2K, t+1)
-        cand_alphas = torch.cat([seq_alphas[rows, beam_of], alpha[rows, beam_of].unsqueeze(2)],
-                                dim=2)  # (B, 2K, t+1, P)
 
-        # Set aside the hypotheses that end among the K best candidates.
+        # Set aside the hypotheses that end among the K best candidates: their words and
+        # attention are their parent beam's (`<end>` itself is not kept).
         end_rows, end_cols = torch.nonzero(is_end[:, :k] & torch.isfinite(top_scores[:, :k]),
                                            as_tuple=True)
         for r, col in zip(end_rows.tolist(), end_cols.tolist()):
             lp = float(top_scores[r, col])
-            tokens = cand_seqs[r, col, :-1]
+            parent = int(beam_of[r, col])
             finished[int(image_ids[r])].append(Hypothesis(
-                tokens=tokens.tolist(), alphas=cand_alphas[r, col, :-1].cpu(),
+                tokens=seqs[r, parent].tolist(), alphas=seq_alphas[r, parent].cpu(),
                 score=rank(lp, t + 1), log_prob=lp, finished=True))
 
         # The K best candidates that do not end become the live beams.
@@ -95,8 +93,10 @@ def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
         scores = top_scores.gather(1, keep)  # (B, K)
         words = word_of.gather(1, keep)  # (B, K)
         parents = beam_of.gather(1, keep)  # (B, K)
-        seqs = cand_seqs[rows, keep]  # (B, K, t+1)
-        seq_alphas = cand_alphas[rows, keep]  # (B, K, t+1, P)
+        # Only the K kept beams' histories are copied, not all 2K candidates'.
+        seqs = torch.cat([seqs[rows, parents], words.unsqueeze(2)], dim=2)  # (B, K, t+1)
+        seq_alphas = torch.cat([seq_alphas[rows, parents], alpha[rows, parents].unsqueeze(2)],
+                               dim=2)  # (B, K, t+1, P)
         h = h[rows, parents]  # (B, K, D)
         c = c[rows, parents]  # (B, K, D)
 
