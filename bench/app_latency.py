@@ -79,11 +79,11 @@ def wait_for(url: str, proc: subprocess.Popen, timeout: float) -> float:
 def checkpoint_for_app(checkpoint: str | None, scratch: Path) -> tuple[str, str]:
     """A checkpoint folder the app can load, and what it is: the random model is saved first."""
     from captioner import default_checkpoint_dir
-    if checkpoint:
+    if checkpoint and checkpoint != "random":
         return checkpoint, f"checkpoint {checkpoint}"
-    if (default_checkpoint_dir() / "config.json").is_file():
+    if not checkpoint and (default_checkpoint_dir() / "config.json").is_file():
         return str(default_checkpoint_dir()), f"checkpoint {default_checkpoint_dir()}"
-    model, what = load_model(None)
+    model, what = load_model("random" if checkpoint else None)
     path = scratch / "random-default-sizes"
     model.save(path)
     return str(path), what

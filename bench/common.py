@@ -27,8 +27,8 @@ def base_parser(description: str, repeats: int) -> argparse.ArgumentParser:
     """The options every benchmark takes."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--checkpoint", default=None,
-                   help="checkpoint folder (default: checkpoints/default if it exists, "
-                        "else a random-weight model of the default's sizes)")
+                   help="checkpoint folder (default: checkpoints/default if it exists, else "
+                        "'random': random decoder weights, embed 256, attention 256, decoder 512)")
     p.add_argument("--repeats", type=int, default=repeats, help="timed rounds per contestant")
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads (default: PyTorch's, 2 on this machine)")
@@ -72,16 +72,17 @@ def load_model(checkpoint: str | None, seed: int = 0) -> tuple[Captioner, str]:
     Without a trained model the decoder has random weights but the default model's sizes, so
     timings hold; captions then run to max_len (a random model rarely says `<end>`).
     """
-    path = Path(checkpoint) if checkpoint else default_checkpoint_dir()
-    if checkpoint or (path / "config.json").is_file():
+    path = Path(checkpoint) if checkpoint and checkpoint != "random" else default_checkpoint_dir()
+    if checkpoint != "random" and (checkpoint or (path / "config.json").is_file()):
         model = Captioner.load(path)
         return model, f"checkpoint {path}"
     torch.manual_seed(seed)
     model = Captioner.create("efficientnet-lite2", random_vocab(), embed_dim=256,
                              attention_dim=256, decoder_dim=512)
-    print(f"# note: no model at {path}; using random decoder weights with the default sizes "
-          f"(vocab {len(model.vocab)}, embed 256, attention 256, decoder 512)", flush=True)
-    return model, "random decoder weights (default sizes)"
+    if checkpoint != "random":
+        print(f"# note: no model at {path}; using random decoder weights instead", flush=True)
+    return model, (f"random decoder weights (vocab {len(model.vocab)}, embed 256, attention 256, "
+                   f"decoder 512)")
 
 
 def photos(n: int, side: int = 448) -> list[Image.Image]:
