@@ -11,7 +11,7 @@ import os
 import sys
 
 # Before torch is imported: OpenMP threads that spin while waiting make 2 threads several times
-# slower than 1 when anything else shares a 2-core machine (bench/ measured 2.6 s vs 0.4 s for
+# slower than 1 when anything else shares a 2-core machine (measured 2.6 s vs 0.48 s for
 # the encoder); sleeping instead cost nothing measurable on an idle machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
