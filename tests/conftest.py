@@ -1,6 +1,8 @@
 """Shared fixtures: small models and images made on the spot, no network, no downloads."""
 from __future__ import annotations
 
+import socket
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,13 @@ import torch
 from captioner import Captioner, Vocabulary
 
 WORDS = ["a", "red", "green", "circle", "square", "star", "and", "two", "left", "of", "the"]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now, for serving the app in a test."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def make_tiny_captioner(seed: int = 0, encoder: str = "efficientnet-lite2", max_len: int = 12) -> Captioner:

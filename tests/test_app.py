@@ -5,12 +5,13 @@ conftest.py, so the tests need neither the default model nor a network.
 """
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.conftest import free_port
 
 gr = pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -22,12 +23,6 @@ pytestmark = [pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting'"
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 
 PHOTO = ROOT / "demo" / "examples" / "astronaut.jpg"  # the tiny model gives it 12 words
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

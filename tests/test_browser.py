@@ -6,10 +6,11 @@ page is saved as docs/demo.png, using the default model when it exists and a ran
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -30,12 +31,6 @@ SRC = "() => { const img = document.querySelector('#attention img'); return img 
 
 def screenshot_wanted() -> bool:
     return os.environ.get("CAPTIONER_SCREENSHOT") == "1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
