@@ -35,11 +35,15 @@ class Attention(nn.Module):
         self.full_att = nn.Linear(attention_dim, 1)
         self.relu = nn.ReLU()
         self.softmax = nn.Softmax(dim=1)
+        self.coverage_att = None  # not in the tutorial: set for decoders trained with coverage
 
-    def forward(self, encoder_out, decoder_hidden):
+    def forward(self, encoder_out, decoder_hidden, coverage=None):
         att1 = self.encoder_att(encoder_out)  # (batch, num_pixels, attention_dim), every step
         att2 = self.decoder_att(decoder_hidden)  # (batch, attention_dim)
-        att = self.full_att(self.relu(att1 + att2.unsqueeze(1))).squeeze(2)  # (batch, num_pixels)
+        att = att1 + att2.unsqueeze(1)  # (batch, num_pixels, attention_dim)
+        if self.coverage_att is not None:
+            att = att + self.coverage_att(coverage.unsqueeze(2) * coverage.size(1))  # (batch, num_pixels, attention_dim)
+        att = self.full_att(self.relu(att)).squeeze(2)  # (batch, num_pixels)
         alpha = self.softmax(att)  # (batch, num_pixels)
         attention_weighted_encoding = (encoder_out * alpha.unsqueeze(2)).sum(dim=1)  # (batch, encoder_dim)
         return attention_weighted_encoding, alpha
@@ -64,12 +68,30 @@ class DecoderWithAttention(nn.Module):
         self.f_beta = nn.Linear(decoder_dim, encoder_dim)
         self.sigmoid = nn.Sigmoid()
         self.fc = nn.Linear(decoder_dim, vocab_size)
+        self.deep_output = False
+
+    def add_deep_output(self) -> None:
+        """The paper's eq. 7 output layer, for decoders trained with it (not in the tutorial)."""
+        self.deep_output = True
+        self.out_h = nn.Linear(self.decoder_dim, self.embed_dim)
+        self.out_z = nn.Linear(self.encoder_dim, self.embed_dim)
+        self.fc = nn.Linear(self.embed_dim, self.vocab_size)
+
+    def output(self, h, embeddings, attention_weighted_encoding):
+        """Word scores from the new LSTM state (and, with the deep output, the word and context)."""
+        if self.deep_output:
+            h = torch.tanh(embeddings + self.out_h(h) + self.out_z(attention_weighted_encoding))
+        return self.fc(self.dropout(h))
 
     @classmethod
     def from_decoder(cls, decoder: Decoder) -> "DecoderWithAttention":
         """A tutorial decoder holding a copy of `decoder`'s weights."""
         c = decoder.config
         model = cls(c.attention_dim, c.embed_dim, c.decoder_dim, c.vocab_size, c.encoder_dim, c.dropout)
+        if c.deep_output:
+            model.add_deep_output()
+        if c.coverage:
+            model.attention.coverage_att = nn.Linear(1, c.attention_dim, bias=False)
         state = {k.replace("lstm.", "decode_step.", 1) if k.startswith("lstm.") else k: v.detach().clone()
                  for k, v in decoder.state_dict().items()}
         model.load_state_dict(state, strict=True)
@@ -96,15 +118,18 @@ class DecoderWithAttention(nn.Module):
         decode_lengths = (caption_lengths - 1).tolist()
         predictions = torch.zeros(batch_size, max(decode_lengths), vocab_size, device=encoder_out.device)
         alphas = torch.zeros(batch_size, max(decode_lengths), num_pixels, device=encoder_out.device)
+        coverage = torch.zeros(batch_size, num_pixels, device=encoder_out.device)
         for t in range(max(decode_lengths)):
             batch_size_t = sum([l > t for l in decode_lengths])
-            attention_weighted_encoding, alpha = self.attention(encoder_out[:batch_size_t], h[:batch_size_t])
+            attention_weighted_encoding, alpha = self.attention(encoder_out[:batch_size_t], h[:batch_size_t],
+                                                                coverage[:batch_size_t])
+            coverage = coverage[:batch_size_t] + alpha  # (batch_t, num_pixels)
             gate = self.sigmoid(self.f_beta(h[:batch_size_t]))  # (batch_t, encoder_dim)
             attention_weighted_encoding = gate * attention_weighted_encoding
             h, c = self.decode_step(
                 torch.cat([embeddings[:batch_size_t, t, :], attention_weighted_encoding], dim=1),
                 (h[:batch_size_t], c[:batch_size_t]))  # (batch_t, decoder_dim)
-            preds = self.fc(self.dropout(h))  # (batch_t, vocab_size)
+            preds = self.output(h, embeddings[:batch_size_t, t, :], attention_weighted_encoding)  # (batch_t, vocab_size)
             predictions[:batch_size_t, t, :] = preds
             alphas[:batch_size_t, t, :] = alpha
         return predictions, encoded_captions, decode_lengths, alphas, sort_ind
@@ -178,11 +203,12 @@ def caption_image_beam_search(decoder: DecoderWithAttention, encoder_out: torch.
     h, c = decoder.init_hidden_state(encoder_out)  # (k, decoder_dim)
     while True:
         embeddings = decoder.embedding(k_prev_words).squeeze(1)  # (s, embed_dim)
-        awe, alpha = decoder.attention(encoder_out, h)  # (s, encoder_dim), (s, num_pixels)
+        coverage = seqs_alpha[:, 1:].sum(dim=1)  # (s, num_pixels): attention so far (row 0 is a placeholder)
+        awe, alpha = decoder.attention(encoder_out, h, coverage)  # (s, encoder_dim), (s, num_pixels)
         gate = decoder.sigmoid(decoder.f_beta(h))  # (s, encoder_dim)
         awe = gate * awe
         h, c = decoder.decode_step(torch.cat([embeddings, awe], dim=1), (h, c))  # (s, decoder_dim)
-        scores = decoder.fc(h)  # (s, vocab_size)
+        scores = decoder.output(h, embeddings, awe)  # (s, vocab_size); eval: no dropout
         scores = F.log_softmax(scores, dim=1)
         scores = top_k_scores.expand_as(scores) + scores  # (s, vocab_size)
         if step == 1:

@@ -57,6 +57,7 @@ def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
     image_ids = torch.arange(n_images, device=device)  # which image each batch row is
     projected = decoder.attention.project(features)  # (B, P, A)
     h, c = decoder.init_state(features, k)  # (B, K, D)
+    coverage = decoder.init_coverage(features, k)  # (B, K, P), or None without coverage
     words = torch.full((n_images, k), start, dtype=torch.long, device=device)  # (B, K)
     scores = torch.full((n_images, k), float("-inf"), device=device)  # (B, K)
     scores[:, 0] = 0.0  # all beams start identical: keep one so the first step has K distinct words
@@ -65,7 +66,7 @@ def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
 
     searching = [True] * n_images  # per batch row: False once its image is done
     for t in range(max_len):
-        logits, h, c, alpha = decoder.step(words, h, c, features, projected)  # (B, K, V) ...
+        logits, h, c, alpha = decoder.step(words, h, c, features, projected, coverage)  # (B, K, V) ...
         vocab_size = logits.size(2)
         log_probs = torch.log_softmax(logits, dim=2)  # (B, K, V)
         log_probs[:, :, banned_ids.to(device)] = float("-inf")
@@ -104,6 +105,8 @@ def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
                                dim=2)  # (B, K, t+1, P)
         h = h[rows, parents]  # (B, K, D)
         c = c[rows, parents]  # (B, K, D)
+        if coverage is not None:
+            coverage = (coverage + alpha)[rows, parents]  # (B, K, P)
 
         # Decide which images are done.
         done = []
@@ -134,4 +137,6 @@ def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
             image_ids, features, projected = image_ids[keep_rows], features[keep_rows], projected[keep_rows]
             h, c, words, scores = h[keep_rows], c[keep_rows], words[keep_rows], scores[keep_rows]
             seqs, seq_alphas = seqs[keep_rows], seq_alphas[keep_rows]
+            if coverage is not None:
+                coverage = coverage[keep_rows]
     return results  # type: ignore[return-value]

@@ -143,6 +143,10 @@ def load_checkpoint(path: str | Path) -> CheckpointData:
         fine_tune = bool(config["encoder"].get("fine_tune", False))
         decoder_config = DecoderConfig(**config["decoder"])
         max_len = int(config.get("max_len", 20))
+        for flag in ("deep_output", "coverage"):
+            if not isinstance(getattr(decoder_config, flag), bool):
+                raise ValueError(f"decoder.{flag} must be true or false, not "
+                                 f"{getattr(decoder_config, flag)!r}")
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{config_path}: incomplete or malformed config ({e})") from None
     if not 1 <= max_len <= MAX_LEN:

@@ -22,27 +22,41 @@ class DecoderConfig:
     attention_dim: int = 512
     decoder_dim: int = 512
     dropout: float = 0.5
+    # The paper's deep output layer (eq. 7): words come from tanh(E y_{t-1} + L_h h_t + L_z z_t),
+    # so the attended context names the word directly; False: from h_t alone (the common tutorials).
+    deep_output: bool = False
+    # Coverage (Tu et al., 2016; See et al., 2017): the attention also sees how much each position
+    # has been attended so far, so it can move on from what it has already described instead of
+    # naming one object twice. False: the paper's attention, which sees only the features and h.
+    coverage: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class SoftAttention(nn.Module):
-    """Additive attention (Bahdanau et al.): alpha = softmax(w . relu(W_e e_i + W_h h))."""
+    """Additive attention (Bahdanau et al.): alpha = softmax(w . relu(W_e e_i + W_h h [+ w_c cov_i]))."""
 
-    def __init__(self, encoder_dim: int, decoder_dim: int, attention_dim: int):
+    def __init__(self, encoder_dim: int, decoder_dim: int, attention_dim: int, coverage: bool = False):
         super().__init__()
         self.encoder_att = nn.Linear(encoder_dim, attention_dim)
         self.decoder_att = nn.Linear(decoder_dim, attention_dim)
+        self.coverage_att = nn.Linear(1, attention_dim, bias=False) if coverage else None
         self.full_att = nn.Linear(attention_dim, 1)
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """The encoder half of the score; it does not change over time, so compute it once."""
         return self.encoder_att(features)  # (B, P, A)
 
-    def forward(self, features: torch.Tensor, projected: torch.Tensor, h: torch.Tensor):
+    def forward(self, features: torch.Tensor, projected: torch.Tensor, h: torch.Tensor,
+                coverage: torch.Tensor | None = None):
         att2 = self.decoder_att(h)  # (B, K, A)
-        att = torch.relu(projected.unsqueeze(1) + att2.unsqueeze(2))  # (B, K, P, A)
+        att = projected.unsqueeze(1) + att2.unsqueeze(2)  # (B, K, P, A)
+        if self.coverage_att is not None:  # coverage (B, K, P): attention summed over past steps
+            # in units of a uniform share (1/P): a looked-at cell holds ~1-10, not ~0.01-0.05,
+            # which the optimizer could only learn to weigh after very many steps
+            att = att + self.coverage_att(coverage.unsqueeze(3) * coverage.size(2))  # (B, K, P, A)
+        att = torch.relu(att)  # (B, K, P, A)
         scores = self.full_att(att).squeeze(3)  # (B, K, P)
         alpha = torch.softmax(scores, dim=2)  # (B, K, P)
         context = torch.bmm(alpha, features)  # (B, K, E)
@@ -54,14 +68,17 @@ class Decoder(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.attention = SoftAttention(c.encoder_dim, c.decoder_dim, c.attention_dim)
+        self.attention = SoftAttention(c.encoder_dim, c.decoder_dim, c.attention_dim, c.coverage)
         self.embedding = nn.Embedding(c.vocab_size, c.embed_dim)
         self.init_h = nn.Linear(c.encoder_dim, c.decoder_dim)
         self.init_c = nn.Linear(c.encoder_dim, c.decoder_dim)
         self.f_beta = nn.Linear(c.decoder_dim, c.encoder_dim)  # gating scalar, one per channel
         self.lstm = nn.LSTMCell(c.embed_dim + c.encoder_dim, c.decoder_dim)
         self.dropout = nn.Dropout(c.dropout)
-        self.fc = nn.Linear(c.decoder_dim, c.vocab_size)
+        if c.deep_output:
+            self.out_h = nn.Linear(c.decoder_dim, c.embed_dim)  # L_h
+            self.out_z = nn.Linear(c.encoder_dim, c.embed_dim)  # L_z
+        self.fc = nn.Linear(c.embed_dim if c.deep_output else c.decoder_dim, c.vocab_size)  # L_o
         self.embedding.weight.data.uniform_(-0.1, 0.1)
         self.fc.weight.data.uniform_(-0.1, 0.1)
         self.fc.bias.data.zero_()
@@ -73,15 +90,28 @@ class Decoder(nn.Module):
         c = self.init_c(mean).unsqueeze(1).expand(-1, k, -1).contiguous()  # (B, K, D)
         return h, c
 
-    def step(self, words, h, c, features, projected):
-        """One time step for K hypotheses per image; returns logits, the new state and alpha."""
+    def init_coverage(self, features: torch.Tensor, k: int = 1) -> torch.Tensor | None:
+        """Attention summed over past steps: zeros at the start, or None without coverage."""
+        if not self.config.coverage:
+            return None
+        return features.new_zeros(features.size(0), k, features.size(1))  # (B, K, P)
+
+    def step(self, words, h, c, features, projected, coverage=None):
+        """One time step for K hypotheses per image; returns logits, the new state and alpha.
+
+        With coverage, `coverage` (B, K, P) is the attention of the past steps; add alpha to it.
+        """
         b, k, d = h.shape
         emb = self.embedding(words)  # (B, K, embed)
-        context, alpha = self.attention(features, projected, h)  # (B, K, E), (B, K, P)
+        context, alpha = self.attention(features, projected, h, coverage)  # (B, K, E), (B, K, P)
         gate = torch.sigmoid(self.f_beta(h))  # (B, K, E)
-        x = torch.cat([emb, gate * context], dim=2)  # (B, K, embed + E)
+        z = gate * context  # (B, K, E)
+        x = torch.cat([emb, z], dim=2)  # (B, K, embed + E)
         h, c = self.lstm(x.view(b * k, -1), (h.view(b * k, d), c.view(b * k, d)))  # (B*K, D)
-        logits = self.fc(self.dropout(h))  # (B*K, V)
+        out = h
+        if self.config.deep_output:
+            out = torch.tanh(emb.view(b * k, -1) + self.out_h(h) + self.out_z(z.view(b * k, -1)))  # (B*K, embed)
+        logits = self.fc(self.dropout(out))  # (B*K, V)
         return logits.view(b, k, -1), h.view(b, k, d), c.view(b, k, d), alpha
 
     def forward(self, features: torch.Tensor, captions: torch.Tensor, pad_index: int = 0):
@@ -98,14 +128,19 @@ class Decoder(nn.Module):
         features, captions = features[order], captions[order]
         projected = self.attention.project(features)  # (B, P, A)
         h, c = self.init_state(features)  # (B, 1, D)
+        coverage = self.init_coverage(features)  # (B, 1, P) or None
         logits = features.new_zeros(b, steps, self.config.vocab_size)  # (B, T, V)
         alphas = features.new_zeros(b, steps, features.size(1))  # (B, T, P)
         for t in range(steps):
             bt = int((lengths > t).sum())  # captions that still have a word to predict
             if bt == 0:
                 break
+            if coverage is not None:
+                coverage = coverage[:bt]  # (bt, 1, P)
             out, h, c, alpha = self.step(captions[:bt, t:t + 1], h[:bt], c[:bt],
-                                         features[:bt], projected[:bt])
+                                         features[:bt], projected[:bt], coverage)
+            if coverage is not None:
+                coverage = coverage + alpha  # (bt, 1, P)
             logits[:bt, t] = out[:, 0]  # (bt, V)
             alphas[:bt, t] = alpha[:, 0]  # (bt, P)
         inverse = torch.empty_like(order)
@@ -114,15 +149,33 @@ class Decoder(nn.Module):
 
 
 def caption_loss(logits: torch.Tensor, captions: torch.Tensor, alphas: torch.Tensor,
-                 pad_index: int = 0, alpha_c: float = 1.0) -> torch.Tensor:
+                 pad_index: int = 0, alpha_c: float = 1.0,
+                 box_targets: torch.Tensor | None = None, alpha_box: float = 0.0) -> torch.Tensor:
     """Cross-entropy on the real words plus the doubly stochastic attention penalty.
 
     The penalty alpha_c * ((1 - sum_t alpha_t)^2).mean() pushes the model to look at every
     position over the course of the caption; only the steps of real words are summed.
+    With `box_targets` (B, T, P) and `alpha_box` > 0, also alpha_box * `attention_box_loss`.
     """
     targets = captions[:, 1:]  # (B, T)
     mask = targets != pad_index  # (B, T)
     ce = F.cross_entropy(logits[mask], targets[mask])
     attention_total = (alphas * mask.unsqueeze(2)).sum(dim=1)  # (B, P)
     penalty = ((1.0 - attention_total) ** 2).mean()
-    return ce + alpha_c * penalty
+    loss = ce + alpha_c * penalty
+    if box_targets is not None and alpha_box:
+        loss = loss + alpha_box * attention_box_loss(alphas, box_targets)
+    return loss
+
+
+def attention_box_loss(alphas: torch.Tensor, box_targets: torch.Tensor) -> torch.Tensor:
+    """Mean -log(attention mass inside the named object's box) over the words that name one.
+
+    `box_targets` (B, T, P) holds, at step t, each grid cell's coverage by the box of the object
+    that word t+1 names (zero rows for other words); `alphas` (B, T, P) is the attention of step t.
+    """
+    named = box_targets.sum(dim=2) > 0  # (B, T)
+    if not bool(named.any()):
+        return alphas.sum() * 0.0  # keeps the graph (and DDP) whole when a batch names nothing
+    mass = (alphas * box_targets).sum(dim=2)[named]  # (N,)
+    return -torch.log(mass.clamp_min(1e-6)).mean()

@@ -26,8 +26,11 @@ from tqdm import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data.features import cache_features
+from .data.grounding import mention_targets
 from .data.karpathy import ImageRecord, load_karpathy, split_records
 from .decoder import caption_loss
+from .encoders import GRID
+from .evaluate import image_size
 from .images import load_image
 from .model import Captioner
 from .vocab import Vocabulary
@@ -51,6 +54,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="decoder learning rate (default 4e-4; with --resume: keep the run's own)")
     p.add_argument("--encoder-lr", type=float, default=1e-4)
     p.add_argument("--alpha-c", type=float, default=1.0, help="doubly stochastic attention weight")
+    p.add_argument("--alpha-box", type=float, default=0.0,
+                   help="attention supervision weight: -log(attention inside the named object's "
+                        "box) at object words; needs `objects` with boxes and mentions (our scenes)."
+                        " 0, the paper's setting, leaves attention unsupervised")
     p.add_argument("--grad-clip", type=float, default=5.0)
     p.add_argument("--min-word-freq", type=int, default=5)
     p.add_argument("--max-len", type=int, default=20, help="longest training/generated caption")
@@ -58,6 +65,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--attention-dim", type=int, default=512)
     p.add_argument("--decoder-dim", type=int, default=512)
     p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--deep-output", action=argparse.BooleanOptionalAction, default=True,
+                   help="predict words from the LSTM state, the previous word and the attended "
+                        "context (the paper's eq. 7; default), or from the LSTM state alone")
+    p.add_argument("--coverage", action="store_true",
+                   help="let the attention see how much each position was attended so far "
+                        "(not in the paper; helps the decoder move on to the next object)")
     p.add_argument("--patience", type=int, default=5,
                    help="stop after this many epochs without a better validation BLEU-4")
     p.add_argument("--val-beam-size", type=int, default=3)
@@ -86,16 +99,35 @@ class CaptionBatches:
 
     The order of epoch e is fixed by (seed, e), so a run resumed at step s of an epoch sees
     exactly the batches it had not seen; under DDP each rank takes every world-th batch.
+    With `grid` (for `--alpha-box`), each batch also carries attention targets (B, T, P) built
+    from the records' object boxes; without it, None.
     """
 
     def __init__(self, records: list[ImageRecord], vocab: Vocabulary, max_len: int,
-                 batch_size: int, seed: int, skip_ids: set[int] = frozenset()):
-        self.pairs = [(row, vocab.encode(tokens, max_len))
-                      for row, r in enumerate(records) if r.id not in skip_ids
-                      for tokens in r.captions]
+                 batch_size: int, seed: int, skip_ids: set[int] = frozenset(),
+                 grid: int | None = None):
+        self.pairs = []
+        self.targets: list[dict[int, np.ndarray]] | None = [] if grid else None
+        rows = [(row, r) for row, r in enumerate(records) if r.id not in skip_ids]
+        for row, r in tqdm(rows, desc="object boxes", unit="image", disable=not grid,
+                           mininterval=2.0):
+            if grid:
+                size = image_size(r) if r.objects else (1, 1)
+                self.targets.extend(mention_targets(r.objects, size, len(r.captions), grid))
+            self.pairs.extend((row, vocab.encode(tokens, max_len)) for tokens in r.captions)
         self.batch_size = batch_size
         self.seed = seed
         self.pad = vocab.pad
+        self.grid = grid
+
+    def box_targets(self, batch: list[int], steps: int) -> torch.Tensor:
+        """(B, T, P): at step t, the coverage of the box that token t names (zero if none)."""
+        out = torch.zeros(len(batch), steps, self.grid * self.grid)  # (B, T, P)
+        for i, pair in enumerate(batch):
+            for token, cover in self.targets[pair].items():
+                if token < steps - 1:  # the last step predicts `<end>`; truncated tokens drop out
+                    out[i, token] = torch.from_numpy(cover)
+        return out
 
     def num_batches(self, world: int = 1) -> int:
         return math.ceil(math.ceil(len(self.pairs) / self.batch_size) / world)
@@ -109,7 +141,9 @@ class CaptionBatches:
             batches.append(batches[0])
         for batch in batches[start_step:]:
             rows = [self.pairs[i][0] for i in batch]
-            yield rows, pad_captions([self.pairs[i][1] for i in batch], self.pad)
+            captions = pad_captions([self.pairs[i][1] for i in batch], self.pad)  # (B, T+1)
+            targets = None if self.targets is None else self.box_targets(batch, captions.size(1) - 1)
+            yield rows, captions, targets
 
 
 class FeatureSource:
@@ -161,14 +195,16 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
 class TrainingModule(nn.Module):
     """Encoder + decoder as one module for DDP; returns the loss of a teacher-forced batch."""
 
-    def __init__(self, model: Captioner, alpha_c: float):
+    def __init__(self, model: Captioner, alpha_c: float, alpha_box: float = 0.0):
         super().__init__()
         self.encoder, self.decoder = model.encoder, model.decoder
-        self.alpha_c, self.pad = alpha_c, model.vocab.pad
+        self.alpha_c, self.alpha_box, self.pad = alpha_c, alpha_box, model.vocab.pad
 
-    def forward(self, features: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, captions: torch.Tensor,
+                box_targets: torch.Tensor | None = None) -> torch.Tensor:
         logits, alphas = self.decoder(features, captions, self.pad)  # (B, T, V), (B, T, P)
-        return caption_loss(logits, captions, alphas, self.pad, self.alpha_c)
+        return caption_loss(logits, captions, alphas, self.pad, self.alpha_c,
+                            box_targets, self.alpha_box)
 
 
 def train_one_epoch(module: nn.Module, optimizer, batches, features: FeatureSource, args,
@@ -178,9 +214,11 @@ def train_one_epoch(module: nn.Module, optimizer, batches, features: FeatureSour
     steps = batches.num_batches(world)
     bar = tqdm(batches.epoch(epoch, rank, world, start_step), total=steps, initial=start_step,
                desc=f"epoch {epoch}", unit="batch", disable=rank != 0)
-    for step, (rows, captions) in enumerate(bar, start=start_step):
+    for step, (rows, captions, targets) in enumerate(bar, start=start_step):
         feats = features(rows, args.device)  # (B, 196, C)
-        loss = module(feats, captions.to(args.device))
+        if targets is not None:
+            targets = targets.to(args.device)  # (B, T, P)
+        loss = module(feats, captions.to(args.device), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if args.grad_clip:
@@ -197,18 +235,28 @@ def train_one_epoch(module: nn.Module, optimizer, batches, features: FeatureSour
 
 @torch.no_grad()
 def evaluate(model: Captioner, records: list[ImageRecord], features: FeatureSource, args) -> dict:
-    """Validation BLEU-4 (coco-caption's) of beam-search captions, and a few samples."""
-    from .metrics import bleu4
+    """Validation BLEU-4 (coco-caption's) of beam-search captions, and a few samples.
+
+    When the records list objects, also pointing accuracy and object recall, to watch grounding.
+    """
+    from .metrics import GroundingSample, bleu4, grounding_scores, object_vocabulary
 
     model.encoder.eval()
     model.decoder.eval()
-    hyps, refs = {}, {}
+    hyps, refs, samples = {}, {}, []
     for i in range(0, len(records), 32):
         rows = list(range(i, min(i + 32, len(records))))
         for row, cap in zip(rows, model.decode(features(rows, args.device), args.val_beam_size)):
             hyps[row] = cap.text
             refs[row] = [" ".join(t) for t in records[row].captions]
-    return {"bleu4": bleu4(refs, hyps), "samples": [hyps[r] for r in sorted(hyps)[:3]]}
+            if records[row].objects:
+                samples.append(GroundingSample(cap.words, cap.alphas, image_size(records[row]),
+                                               records[row].objects))
+    result = {"bleu4": bleu4(refs, hyps)}
+    if samples:
+        scores = grounding_scores(samples, object_vocabulary(r.objects for r in records))
+        result.update({key: scores[key] for key in ("pointing_accuracy", "object_recall")})
+    return {**result, "samples": [hyps[r] for r in sorted(hyps)[:3]]}
 
 
 def plot_curve(history: list[dict], path: Path) -> None:
@@ -278,7 +326,8 @@ def main(args: argparse.Namespace) -> int:
         model = Captioner.create(args.encoder, vocab, encoder_weights=args.encoder_weights,
                                  fine_tune=args.fine_tune, max_len=args.max_len,
                                  embed_dim=args.embed_dim, attention_dim=args.attention_dim,
-                                 decoder_dim=args.decoder_dim, dropout=args.dropout)
+                                 decoder_dim=args.decoder_dim, dropout=args.dropout,
+                                 deep_output=args.deep_output, coverage=args.coverage)
     start_fine_tune = args.fine_tune and not model.encoder.fine_tune
     if start_fine_tune:  # the paper's second stage: unfreeze the encoder's last stages now
         model.encoder.set_fine_tune(True)
@@ -306,9 +355,16 @@ def main(args: argparse.Namespace) -> int:
     if train_source.cache is not None:
         meta_path = Path(args.cache or out / "features") / f"{model.encoder.name}-train.json"
         skip = set(json.loads(meta_path.read_text()).get("bad_ids", []))
-    batches = CaptionBatches(train_records, model.vocab, model.max_len, args.batch_size, args.seed, skip)
+    grid = None
+    if args.alpha_box:
+        if not any(r.objects for r in train_records):
+            print(f"error: --alpha-box needs `objects` with boxes in {args.data}", file=sys.stderr)
+            return 2
+        grid = GRID
+    batches = CaptionBatches(train_records, model.vocab, model.max_len, args.batch_size, args.seed,
+                             skip, grid)
 
-    module = TrainingModule(model, args.alpha_c)
+    module = TrainingModule(model, args.alpha_c, args.alpha_box)
     groups = [{"params": [p for p in model.decoder.parameters()], "lr": args.lr or 4e-4}]
     if model.encoder.fine_tune:
         groups.append({"params": [p for p in model.encoder.parameters() if p.requires_grad],
@@ -321,14 +377,23 @@ def main(args: argparse.Namespace) -> int:
     if world > 1:
         module = nn.parallel.DistributedDataParallel(module)
 
+    # The options that made this run; on resume, the model's own sizes replace the defaults.
+    run_args = {k: v for k, v in vars(args).items()
+                if isinstance(v, (str, int, float, bool, type(None)))}
+    run_args.update(encoder=model.encoder.name, embed_dim=model.decoder.config.embed_dim,
+                    attention_dim=model.decoder.config.attention_dim,
+                    decoder_dim=model.decoder.config.decoder_dim,
+                    dropout=model.decoder.config.dropout,
+                    deep_output=model.decoder.config.deep_output,
+                    coverage=model.decoder.config.coverage, max_len=model.max_len)
+
     def save_last(epoch: int, step: int) -> None:
         if rank != 0:
             return
         tensors, meta = optimizer_to_tensors(optimizer)
-        data = model.checkpoint_data({**model.extra, "optimizer": meta,
+        data = model.checkpoint_data({"optimizer": meta,
                                       "train_state": {**state, "epoch": epoch, "step": step},
-                                      "args": {k: v for k, v in vars(args).items()
-                                               if isinstance(v, (str, int, float, bool, type(None)))}})
+                                      "args": run_args})
         data.training_tensors = tensors
         save_checkpoint(last_dir, data, half=False)
 
@@ -352,7 +417,8 @@ def main(args: argparse.Namespace) -> int:
         state["best_bleu4"] = max(state["best_bleu4"], result["bleu4"])
         state["epochs_since_best"] = 0 if improved else state["epochs_since_best"] + 1
         entry = {"epoch": epoch + 1, "loss": None if math.isnan(loss) else round(loss, 4),
-                 "bleu4": round(result["bleu4"], 4),
+                 **{k: None if v is None else round(v, 4) for k, v in result.items()
+                    if k != "samples"},
                  "seconds": round(time.time() - t0, 1), "samples": result["samples"]}
         state["history"].append(entry)
         if rank == 0:
@@ -360,7 +426,7 @@ def main(args: argparse.Namespace) -> int:
             with open(out / "log.jsonl", "a", encoding="utf-8") as log:
                 log.write(json.dumps(entry) + "\n")
             if improved:
-                model.save(best_dir, half=True, extra={**model.extra, "history": state["history"],
+                model.save(best_dir, half=True, extra={"args": run_args, "history": state["history"],
                                                        "best_bleu4": state["best_bleu4"]})
             plot_curve(state["history"], out / "curve.png")
         save_last(epoch + 1, 0)

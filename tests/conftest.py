@@ -19,13 +19,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_tiny_captioner(seed: int = 0, encoder: str = "efficientnet-lite2", max_len: int = 12) -> Captioner:
+def make_tiny_captioner(seed: int = 0, encoder: str = "efficientnet-lite2", max_len: int = 12,
+                        deep_output: bool = False) -> Captioner:
     """A random-weight decoder with small sizes over a real (offline) pretrained encoder."""
     torch.manual_seed(seed)
     vocab = Vocabulary.build([WORDS])
     return Captioner.create(encoder, vocab, pretrained=encoder == "efficientnet-lite2",
                             embed_dim=32, attention_dim=32, decoder_dim=64, dropout=0.0,
-                            max_len=max_len)
+                            deep_output=deep_output, max_len=max_len)
 
 
 @pytest.fixture(scope="session")

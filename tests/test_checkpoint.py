@@ -124,3 +124,26 @@ def test_atomic_save_replaces_old_checkpoint(tmp_path, tiny_model):
     tiny_model.save(path, extra={"n": 2})
     assert json.loads((path / "config.json").read_text())["extra"] == {"n": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["ck"]  # no temp folders left behind
+
+
+def test_deep_output_travels_in_the_config(tmp_path, photo):
+    from tests.conftest import make_tiny_captioner
+    model = make_tiny_captioner(deep_output=True)
+    path = model.save(tmp_path / "deep", half=False)
+    assert json.loads((path / "config.json").read_text())["decoder"]["deep_output"] is True
+    loaded = Captioner.load(path)
+    assert loaded.decoder.config.deep_output
+    assert loaded.caption(photo, beam_size=3).words == model.caption(photo, beam_size=3).words
+
+
+def test_config_without_deep_output_loads_as_an_older_checkpoint(tmp_path, tiny_checkpoint):
+    ckpt = tmp_path / "old"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    del config["decoder"]["deep_output"]
+    (ckpt / "config.json").write_text(json.dumps(config))
+    assert not Captioner.load(ckpt).decoder.config.deep_output
+    config["decoder"]["deep_output"] = "yes"
+    (ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="deep_output must be true or false"):
+        Captioner.load(ckpt)

@@ -84,8 +84,9 @@ def make_decoder(vocab_size=9, seed=0, **kw):
     return Decoder(cfg).eval()
 
 
-def test_decoder_forward_and_loss_handle_variable_lengths():
-    dec = make_decoder()
+@pytest.mark.parametrize("deep_output,coverage", [(False, False), (True, False), (True, True)])
+def test_decoder_forward_and_loss_handle_variable_lengths(deep_output, coverage):
+    dec = make_decoder(deep_output=deep_output, coverage=coverage)
     feats = torch.randn(3, 196, 16)
     caps = torch.tensor([[1, 4, 5, 6, 2], [1, 4, 2, 0, 0], [1, 7, 8, 5, 2]])  # <start>.. <end> <pad>
     logits, alphas = dec(feats, caps)
@@ -149,11 +150,15 @@ def test_beam_one_equals_greedy(seed):
         assert hyps[i].tokens == greedy(dec, feats[i:i + 1], 1, 2, 8)
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_wide_beam_finds_the_exact_best_sequence(seed):
-    """With a beam wider than every level of the search tree, beam search is exhaustive."""
+@pytest.mark.parametrize("seed,deep_output,coverage", [(0, False, False), (1, False, False),
+                                                       (2, False, False), (3, True, False),
+                                                       (4, True, True), (5, False, True)])
+def test_wide_beam_finds_the_exact_best_sequence(seed, deep_output, coverage):
+    """With a beam wider than every level of the search tree, beam search is exhaustive.
+
+    Teacher forcing scores every sequence; the beam must carry each hypothesis' own coverage."""
     vocab_size, max_len = 6, 3  # words 3, 4, 5 (+ <pad>, <start>, <end>)
-    dec = make_decoder(vocab_size=vocab_size, seed=seed)
+    dec = make_decoder(vocab_size=vocab_size, seed=seed, deep_output=deep_output, coverage=coverage)
     feats = torch.randn(1, 196, 16)
     with torch.no_grad():
         words = [w for w in range(vocab_size) if w != 1]  # all but <start>
@@ -170,8 +175,9 @@ def test_wide_beam_finds_the_exact_best_sequence(seed):
         assert len(hyp.tokens) == max_len and hyp.score >= best_lp - 1e-4
 
 
-def test_returned_score_is_the_caption_log_prob_and_beats_greedy():
-    dec = make_decoder(seed=5)
+@pytest.mark.parametrize("coverage", [False, True])
+def test_returned_score_is_the_caption_log_prob_and_beats_greedy(coverage):
+    dec = make_decoder(seed=5, coverage=coverage)
     feats = torch.randn(4, 196, 16)
     b1 = beam_search(dec, feats, 1, 2, beam_size=1, max_len=10)
     b5 = beam_search(dec, feats, 1, 2, beam_size=5, max_len=10)
@@ -216,8 +222,9 @@ def test_max_length_without_end_still_returns_a_caption():
             assert not h.finished and h.tokens == [5] * 7 and h.alphas.shape == (7, 196)
 
 
-def test_batched_search_equals_one_image_at_a_time():
-    dec = make_decoder(seed=4)
+@pytest.mark.parametrize("coverage", [False, True])
+def test_batched_search_equals_one_image_at_a_time(coverage):
+    dec = make_decoder(seed=4, coverage=coverage, deep_output=coverage)
     feats = torch.randn(6, 196, 16)
     together = beam_search(dec, feats, 1, 2, beam_size=3, max_len=9)
     for i in range(6):
@@ -266,3 +273,18 @@ def test_vocabulary_round_trip(tmp_path):
     with pytest.raises(ValueError, match="bad.json"):
         Vocabulary.load(tmp_path / "bad.json")
     assert v.encode(["a", "a", "a"], max_len=2) == [v.start, 4, 4, v.end]
+
+
+def test_deep_output_words_come_from_the_attended_context():
+    """Eq. 7: with the deep output, a new context changes the next word's scores even when the
+    LSTM state and the previous word are held fixed; without it, the word comes from h alone."""
+    for deep_output, changes in ((True, True), (False, False)):
+        dec = make_decoder(deep_output=deep_output)
+        h, c = torch.zeros(1, 1, 12), torch.zeros(1, 1, 12)  # (B, K, D)
+        words = torch.tensor([[3]])  # (B, K)
+        with torch.no_grad():
+            dec.lstm.weight_ih.zero_()  # the LSTM ignores its input: h_t is the same for any context
+            feats_a, feats_b = torch.randn(1, 196, 16), torch.randn(1, 196, 16)
+            out_a = dec.step(words, h, c, feats_a, dec.attention.project(feats_a))[0]
+            out_b = dec.step(words, h, c, feats_b, dec.attention.project(feats_b))[0]
+        assert (not torch.allclose(out_a, out_b)) == changes

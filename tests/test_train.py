@@ -40,18 +40,23 @@ def run(*args: str, torchrun: bool = False) -> subprocess.CompletedProcess:
 def test_ddp_with_two_cpu_processes_then_resume_with_a_new_lr(shapes_data, tmp_path):
     out, cache = tmp_path / "run", tmp_path / "cache"
     run("--data", str(shapes_data), "--out", str(out), "--cache", str(cache), "--epochs", "1",
-        *TINY, torchrun=True)
+        "--alpha-box", "1.0", "--coverage", *TINY, torchrun=True)
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [1]  # one log line, from rank 0 only
+    assert 0 <= log[0]["object_recall"] <= 1  # scenes list objects: grounding is watched too
     state = load_checkpoint(out / "last").extra
     assert state["train_state"]["epoch"] == 1 and state["optimizer"]["param_groups"][0]["lr"] == 4e-4
-    Captioner.load(out / "best")
+    assert state["args"]["alpha_box"] == 1.0
+    best = load_checkpoint(out / "best").extra
+    assert "optimizer" not in best and best["args"]["decoder_dim"] == 32  # ships without training state
+    assert Captioner.load(out / "best").decoder.config.coverage
     assert (out / "curve.png").stat().st_size > 1000
 
     err = run("--data", str(shapes_data), "--out", str(out), "--cache", str(cache), "--epochs", "2",
-              "--resume", "--lr", "1e-3", *TINY).stderr
+              "--resume", "--lr", "1e-3", *TINY[6:]).stderr  # sizes not repeated: the model's own
     assert f"resuming from {out / 'last'}: epoch 1, step 0" in err
     state = load_checkpoint(out / "last").extra
+    assert state["args"]["decoder_dim"] == 32 and state["args"]["alpha_box"] == 0.0
     assert state["train_state"]["epoch"] == 2
     assert state["optimizer"]["param_groups"][0]["lr"] == 1e-3
     assert [h["epoch"] for h in state["train_state"]["history"]] == [1, 2]
