@@ -29,7 +29,7 @@ class OneBatch:
         return 1
 
     def epoch(self, epoch: int, rank: int = 0, world: int = 1, start_step: int = 0):
-        yield list(range(self.captions.size(0))), self.captions
+        yield list(range(self.captions.size(0))), self.captions, None  # no attention targets
 
 
 def make_batch(batch_size: int, vocab_size: int, encoder_dim: int, min_words: int, max_words: int,

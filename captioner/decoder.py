@@ -55,7 +55,8 @@ class SoftAttention(nn.Module):
         if self.coverage_att is not None:  # coverage (B, K, P): attention summed over past steps
             # in units of a uniform share (1/P): a looked-at cell holds ~1-10, not ~0.01-0.05,
             # which the optimizer could only learn to weigh after very many steps
-            att = att + self.coverage_att(coverage.unsqueeze(3) * coverage.size(2))  # (B, K, P, A)
+            weight = self.coverage_att.weight.view(-1) * coverage.size(2)  # (A,); = coverage_att(P * cov)
+            att = torch.addcmul(att, coverage.unsqueeze(3), weight)  # (B, K, P, A), one fused op
         att = torch.relu(att)  # (B, K, P, A)
         scores = self.full_att(att).squeeze(3)  # (B, K, P)
         alpha = torch.softmax(scores, dim=2)  # (B, K, P)
