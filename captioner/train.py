@@ -380,12 +380,8 @@ def main(args: argparse.Namespace) -> int:
     # The options that made this run; on resume, the model's own sizes replace the defaults.
     run_args = {k: v for k, v in vars(args).items()
                 if isinstance(v, (str, int, float, bool, type(None)))}
-    run_args.update(encoder=model.encoder.name, embed_dim=model.decoder.config.embed_dim,
-                    attention_dim=model.decoder.config.attention_dim,
-                    decoder_dim=model.decoder.config.decoder_dim,
-                    dropout=model.decoder.config.dropout,
-                    deep_output=model.decoder.config.deep_output,
-                    coverage=model.decoder.config.coverage, max_len=model.max_len)
+    run_args.update({k: v for k, v in model.decoder.config.to_dict().items() if k in run_args},
+                    encoder=model.encoder.name, max_len=model.max_len)
 
     def save_last(epoch: int, step: int) -> None:
         if rank != 0:
