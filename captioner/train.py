@@ -283,11 +283,14 @@ def init_distributed(args) -> tuple[int, int]:
     if world <= 1:
         return 0, 1
     cuda = args.device.startswith("cuda")
-    dist.init_process_group("nccl" if cuda else "gloo")
+    backend = "nccl" if cuda else "gloo"
+    dist.init_process_group(backend)
     if cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         args.device = f"cuda:{local}"
+    if dist.get_rank() == 0:
+        print(f"distributed training: {world} processes, {backend} backend", file=sys.stderr)
     return dist.get_rank(), dist.get_world_size()
 
 

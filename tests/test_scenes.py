@@ -48,6 +48,17 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(dataset, sour
     assert (out / "captions.json").read_bytes() != (tmp_path / "other" / "captions.json").read_bytes()
 
 
+def test_worker_processes_write_the_same_data_set(dataset, sources, tmp_path):
+    out, _ = dataset
+    generate_scenes(tmp_path / "pool", count=16, seed=3, sources=sources, size=SIZE, progress=False,
+                    workers=2)
+    assert (out / "captions.json").read_bytes() == (tmp_path / "pool" / "captions.json").read_bytes()
+    for png in sorted((out / "images").glob("*.png")):
+        assert png.read_bytes() == (tmp_path / "pool" / "images" / png.name).read_bytes()
+    with pytest.raises(ValueError, match="workers"):
+        generate_scenes(tmp_path / "none", count=2, seed=3, sources=sources, workers=0)
+
+
 def test_karpathy_format(dataset):
     out, data = dataset
     assert json.loads((out / "captions.json").read_text()) == data

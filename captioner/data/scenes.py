@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import threading
 from dataclasses import dataclass
@@ -272,6 +273,25 @@ def scene_record(scene: Scene, imgid: int, split: str, filename: str) -> dict:
     }
 
 
+_worker_state: dict = {}  # per worker process: what `_write_scene` needs, set once by `_init_worker`
+
+
+def _init_worker(out_dir: Path, seed: int, sources, size: int, splits: list[str]) -> None:
+    _worker_state.update(out_dir=out_dir, seed=seed, sources=sources, size=size, splits=splits,
+                         backgrounds=BackgroundMaker(size))
+
+
+def _write_scene(imgid: int) -> dict:
+    """Compose scene `imgid`, write its PNG and return its record (runs in any process)."""
+    w = _worker_state
+    scene = compose_scene(np.random.default_rng([w["seed"], imgid]), w["sources"], w["size"],
+                          w["backgrounds"])
+    filename = f"{imgid:06d}.png"
+    # level 1: 3x faster than the default and only ~10% larger; generation is I/O bound otherwise
+    Image.fromarray(scene.image, "RGB").save(w["out_dir"] / "images" / filename, compress_level=1)
+    return scene_record(scene, imgid, w["splits"][imgid], filename)
+
+
 def generate_scenes(
     out_dir: str | Path,
     count: int,
@@ -280,26 +300,29 @@ def generate_scenes(
     size: int = 448,
     split_fractions: SplitSpec = (0.9, 0.05, 0.05),
     progress: bool = True,
+    workers: int = 1,
 ) -> dict:
     """Write `count` scenes to out_dir/images and out_dir/captions.json; returns the JSON data.
 
-    Image k depends only on (seed, k), so a run is reproducible byte for byte.
+    Image k depends only on (seed, k), so a run is reproducible byte for byte, with any number
+    of worker processes.
     """
     if count < 0 or seed < 0:
         raise ValueError("count and seed must not be negative")
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
     if not sources:
         raise ValueError("no object sources to draw scenes from")
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    splits = assign_splits(count, seed, split_fractions)
-    backgrounds = BackgroundMaker(size)
-    images = []
-    for imgid in tqdm(range(count), desc="scenes", unit="img", disable=not progress):
-        scene = compose_scene(np.random.default_rng([seed, imgid]), sources, size, backgrounds)
-        filename = f"{imgid:06d}.png"
-        # level 1: 3x faster than the default and only ~10% larger; generation is I/O bound otherwise
-        Image.fromarray(scene.image, "RGB").save(out_dir / "images" / filename, compress_level=1)
-        images.append(scene_record(scene, imgid, splits[imgid], filename))
+    setup = (out_dir, seed, list(sources), size, assign_splits(count, seed, split_fractions))
+    bar = dict(total=count, desc="scenes", unit="img", disable=not progress)
+    if workers == 1:
+        _init_worker(*setup)
+        images = [_write_scene(k) for k in tqdm(range(count), **bar)]
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers, _init_worker, setup) as pool:
+            images = list(tqdm(pool.imap(_write_scene, range(count), chunksize=8), **bar))
     data = {"dataset": "scenes", "images": images}
     (out_dir / "captions.json").write_text(json.dumps(data), encoding="utf-8")
     return data
@@ -323,6 +346,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument(
         "--split", choices=[*SPLITS, "auto"], default="auto", help="auto: 90/5/5 train/val/test shuffle"
     )
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes drawing scenes (same output for any number)")
     return parser
 
 
@@ -348,7 +373,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     split: SplitSpec = (0.9, 0.05, 0.05) if args.split == "auto" else args.split
     data = generate_scenes(
-        args.out, args.count, args.seed, sources, size=args.size, split_fractions=split
+        args.out, args.count, args.seed, sources, size=args.size, split_fractions=split,
+        workers=args.workers,
     )
     counts = {s: sum(img["split"] == s for img in data["images"]) for s in SPLITS}
     print(f"wrote {len(data['images'])} scenes from {len(sources)} objects to {args.out} {counts}")
