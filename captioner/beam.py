@@ -30,19 +30,22 @@ class Hypothesis:
 @torch.no_grad()
 def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
                 beam_size: int = 3, max_len: int = 20, length_penalty: float = 0.0,
-                banned: Sequence[int] | None = None) -> list[Hypothesis]:
+                banned: Sequence[int] | None = None, no_repeat_ngram: int = 0) -> list[Hypothesis]:
     """Best caption for each of the B images in `features` (B, P, E).
 
     A hypothesis that emits `end` is set aside as finished; the K live beams are refilled from
     the next best candidates. An image is done when it has K finished hypotheses, or (without
     length normalisation, where scores only fall) when no live beam can beat its best finished
     one, or at `max_len` words, where a finished hypothesis wins, else the best live beam.
-    `banned` words are never generated (default: `start`; callers add `<pad>`).
+    `banned` words are never generated (default: `start`; callers add `<pad>`). With
+    `no_repeat_ngram` n > 0, no hypothesis contains the same n words in a row twice.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {beam_size}")
     if max_len < 1:
         raise ValueError(f"max_len must be at least 1, got {max_len}")
+    if no_repeat_ngram < 0:
+        raise ValueError(f"no_repeat_ngram must not be negative, got {no_repeat_ngram}")
     decoder.eval()
     banned_ids = torch.tensor(sorted({start, *(banned or ())}), dtype=torch.long)
     n_images, n_pos, _ = features.shape
@@ -70,6 +73,13 @@ def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
         vocab_size = logits.size(2)
         log_probs = torch.log_softmax(logits, dim=2)  # (B, K, V)
         log_probs[:, :, banned_ids.to(device)] = float("-inf")
+        if no_repeat_ngram and seqs.size(2) >= no_repeat_ngram:
+            # ban each word that would complete an n-gram this hypothesis already holds
+            windows = seqs.unfold(2, no_repeat_ngram, 1)  # (B, K, W, n)
+            tail = seqs[:, :, seqs.size(2) - no_repeat_ngram + 1:]  # (B, K, n-1)
+            repeats = (windows[..., :-1] == tail.unsqueeze(2)).all(dim=3)  # (B, K, W)
+            next_words = windows[..., -1].masked_fill(~repeats, start)  # (B, K, W); start: banned anyway
+            log_probs.scatter_(2, next_words, float("-inf"))
         log_probs = log_probs + scores.unsqueeze(2)  # (B, K, V)
         # 2K candidates always hold K that do not end, whatever the K best do.
         top_scores, top_ids = log_probs.view(len(image_ids), -1).topk(2 * k, dim=1)  # (B, 2K)

@@ -46,6 +46,7 @@ class CheckpointData:
     decoder_state: dict[str, torch.Tensor]
     encoder_state: dict[str, torch.Tensor] = field(default_factory=dict)
     max_len: int = 20
+    no_repeat_ngram: int = 0  # decoding default: 0, or no n words in a row twice (beam_search)
     extra: dict = field(default_factory=dict)  # training state and notes, JSON only
     training_tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # optimizer state
 
@@ -65,6 +66,7 @@ def save_checkpoint(path: str | Path, data: CheckpointData, half: bool = True) -
             "encoder": {"name": data.encoder, "fine_tune": data.fine_tune},
             "decoder": data.decoder_config.to_dict(),
             "max_len": data.max_len,
+            "no_repeat_ngram": data.no_repeat_ngram,
             "extra": data.extra,
         }
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
@@ -143,6 +145,9 @@ def load_checkpoint(path: str | Path) -> CheckpointData:
         fine_tune = bool(config["encoder"].get("fine_tune", False))
         decoder_config = DecoderConfig(**config["decoder"])
         max_len = int(config.get("max_len", 20))
+        no_repeat_ngram = config.get("no_repeat_ngram", 0)
+        if isinstance(no_repeat_ngram, bool) or not isinstance(no_repeat_ngram, int):
+            raise ValueError(f"no_repeat_ngram must be a whole number, not {no_repeat_ngram!r}")
         for flag in ("deep_output", "coverage"):
             if not isinstance(getattr(decoder_config, flag), bool):
                 raise ValueError(f"decoder.{flag} must be true or false, not "
@@ -151,6 +156,9 @@ def load_checkpoint(path: str | Path) -> CheckpointData:
         raise CheckpointError(f"{config_path}: incomplete or malformed config ({e})") from None
     if not 1 <= max_len <= MAX_LEN:
         raise CheckpointError(f"{config_path}: max_len={max_len} is not between 1 and {MAX_LEN}")
+    if not 0 <= no_repeat_ngram <= MAX_LEN:
+        raise CheckpointError(f"{config_path}: no_repeat_ngram={no_repeat_ngram} is not between 0 "
+                              f"and {MAX_LEN}")
     try:
         spec = get_spec(encoder)
     except ValueError as e:
@@ -208,7 +216,8 @@ def load_checkpoint(path: str | Path) -> CheckpointData:
         raise CheckpointError(f"{config_path}: 'extra' must be a JSON object")
     return CheckpointData(encoder=encoder, fine_tune=fine_tune, decoder_config=decoder_config,
                           vocab=vocab, decoder_state=decoder_state, encoder_state=encoder_state,
-                          max_len=max_len, extra=extra, training_tensors=training_tensors)
+                          max_len=max_len, no_repeat_ngram=no_repeat_ngram, extra=extra,
+                          training_tensors=training_tensors)
 
 
 def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path | str,

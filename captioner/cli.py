@@ -29,6 +29,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--max-len", type=int, default=None, help="longest caption in words")
     p.add_argument("--length-penalty", type=float, default=0.0,
                    help="rank beams by log-prob / length**P (0: plain log-prob)")
+    p.add_argument("--no-repeat-ngram", type=int, default=None, metavar="N",
+                   help="never repeat N words in a row within a caption; 0: off "
+                        "(default: the checkpoint's setting)")
     p.add_argument("--json", action="store_true", help="one JSON object per image and line")
     p.add_argument("--alphas", action="store_true", help="with --json, include the 14x14 attention")
     p.add_argument("--gif", metavar="DIR", help="write DIR/<image stem>.gif, the attention per word")
@@ -47,6 +50,9 @@ def main(args: argparse.Namespace) -> int:
     if args.beam_size < 1:
         print("error: --beam-size must be at least 1", file=sys.stderr)
         return 2
+    if args.no_repeat_ngram is not None and args.no_repeat_ngram < 0:
+        print("error: --no-repeat-ngram must not be negative", file=sys.stderr)
+        return 2
     try:
         model = Captioner.load(args.checkpoint, encoder_weights=args.encoder_weights)
     except (CheckpointError, EncoderWeightsError) as e:
@@ -61,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
             failed += 1
             continue
         cap = model.caption(image, beam_size=args.beam_size, max_len=args.max_len,
-                            length_penalty=args.length_penalty)
+                            length_penalty=args.length_penalty, no_repeat_ngram=args.no_repeat_ngram)
         stem = Path(path).stem
         if args.gif:
             save_gif(attention_frames(image, cap.words, cap.alphas), Path(args.gif) / f"{stem}.gif")

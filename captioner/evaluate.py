@@ -36,7 +36,8 @@ def evaluate_captions(model: Captioner, batches: Iterable[tuple[Sequence[Hashabl
     """Caption each batch of features (ids, (B, 196, C)) and score the captions against `records`.
 
     Records with `objects` also get the grounding measures. `vocabulary`: the object words of the whole data set (default: of these records).
-    Returns the metrics, `counts`, `n_images`, `beam_size`, and `captions`: one dict per image.
+    Returns the metrics, `counts`, `n_images`, `beam_size`, `no_repeat_ngram` (the model's
+    setting, used) and `captions`: one dict per image.
     """
     by_id = {r.id: r for r in records}
     dtype = next(model.decoder.parameters()).dtype
@@ -65,6 +66,7 @@ def evaluate_captions(model: Captioner, batches: Iterable[tuple[Sequence[Hashabl
                         "images_with_objects": len(with_objects), **grounding["counts"]}
     result["n_images"] = len(captions)
     result["beam_size"] = beam_size
+    result["no_repeat_ngram"] = model.no_repeat_ngram
     result["captions"] = [{"id": i, "image": str(by_id[i].path), "caption": cap.text,
                            "score": cap.score, "references": by_id[i].references}
                           for i, cap in captions.items()]
@@ -131,6 +133,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--max-len", type=int, default=None, help="longest caption in words")
     p.add_argument("--length-penalty", type=float, default=0.0,
                    help="rank beams by log-prob / length**P (0: plain log-prob)")
+    p.add_argument("--no-repeat-ngram", type=int, default=None, metavar="N",
+                   help="never repeat N words in a row within a caption; 0: off "
+                        "(default: the checkpoint's setting)")
     p.add_argument("--max-images", type=int, default=None, metavar="N", help="only the first N images")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--no-meteor", action="store_true",
@@ -147,7 +152,9 @@ def _fmt(value: float | None, scale: float = 1.0) -> str:
 def format_table(result: dict, split: str) -> str:
     """The results as a few aligned lines for a terminal."""
     c = result["counts"]
-    lines = [f"{result['n_images']} images of split '{split}', beam {result['beam_size']}, "
+    no_repeat = (f", no repeated {result['no_repeat_ngram']}-grams"
+                 if result.get("no_repeat_ngram") else "")
+    lines = [f"{result['n_images']} images of split '{split}', beam {result['beam_size']}{no_repeat}, "
              f"{result['seconds']:.1f} s" + (f", {c['skipped']} skipped" if c.get("skipped") else "")]
     lines += [f"  {name:<18}{_fmt(result[name])}" for name in TEXT_METRICS]
     if c.get("images_with_objects"):
@@ -174,6 +181,9 @@ def main(args: argparse.Namespace) -> int:
     if args.max_images is not None and args.max_images < 1:
         print("error: --max-images must be at least 1", file=sys.stderr)
         return 2
+    if args.no_repeat_ngram is not None and args.no_repeat_ngram < 0:
+        print("error: --no-repeat-ngram must not be negative", file=sys.stderr)
+        return 2
     try:
         everything = load_karpathy(args.data, args.images)
         records = split_records(everything, args.split)
@@ -189,6 +199,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.no_repeat_ngram is not None:
+        model.no_repeat_ngram = args.no_repeat_ngram
 
     result = evaluate(model, records, args.beam_size, args.batch_size, args.max_len,
                       args.length_penalty, vocabulary, meteor=not args.no_meteor)
@@ -199,6 +211,7 @@ def main(args: argparse.Namespace) -> int:
         out.write_text(json.dumps({"data": str(args.data), "split": args.split,
                                    "checkpoint": str(args.checkpoint or default_checkpoint_dir()),
                                    "beam_size": args.beam_size,
+                                   "no_repeat_ngram": model.no_repeat_ngram,
                                    "captions": captions}, indent=1) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(result), flush=True)

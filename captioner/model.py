@@ -45,7 +45,8 @@ def default_checkpoint_dir() -> Path:
 
 
 class Captioner:
-    def __init__(self, encoder: Encoder, decoder: Decoder, vocab: Vocabulary, max_len: int = 20):
+    def __init__(self, encoder: Encoder, decoder: Decoder, vocab: Vocabulary, max_len: int = 20,
+                 no_repeat_ngram: int = 0):
         if decoder.config.vocab_size != len(vocab):
             raise ValueError(f"decoder has {decoder.config.vocab_size} outputs, vocabulary {len(vocab)} words")
         if decoder.config.encoder_dim != encoder.spec.channels:
@@ -54,18 +55,19 @@ class Captioner:
         self.encoder = encoder.eval()
         self.decoder = decoder.eval()
         self.vocab = vocab
-        self.max_len = max_len
+        self.max_len = max_len  # decoding defaults, saved with the model
+        self.no_repeat_ngram = no_repeat_ngram
         self.extra: dict = {}
 
     @classmethod
     def create(cls, encoder_name: str, vocab: Vocabulary, pretrained: bool = True,
                encoder_weights: str | None = None, fine_tune: bool = False, max_len: int = 20,
-               **decoder_kwargs) -> "Captioner":
+               no_repeat_ngram: int = 0, **decoder_kwargs) -> "Captioner":
         """A new, untrained decoder on top of a (pretrained) encoder."""
         encoder = Encoder(encoder_name, pretrained=pretrained, weights_path=encoder_weights,
                           fine_tune=fine_tune)
         config = DecoderConfig(vocab_size=len(vocab), encoder_dim=encoder.spec.channels, **decoder_kwargs)
-        return cls(encoder, Decoder(config), vocab, max_len=max_len)
+        return cls(encoder, Decoder(config), vocab, max_len=max_len, no_repeat_ngram=no_repeat_ngram)
 
     @classmethod
     def load(cls, path: str | Path | None = None, encoder_weights: str | None = None,
@@ -89,7 +91,8 @@ class Captioner:
         load_state_checked(decoder, data.decoder_state, path / WEIGHTS)
         if data.encoder_state:
             load_state_checked(encoder, data.encoder_state, path / WEIGHTS, strict=False)
-        model = cls(encoder, decoder, data.vocab, max_len=data.max_len)
+        model = cls(encoder, decoder, data.vocab, max_len=data.max_len,
+                    no_repeat_ngram=data.no_repeat_ngram)
         model.extra = data.extra
         return model
 
@@ -99,6 +102,7 @@ class Captioner:
             decoder_config=self.decoder.config, vocab=self.vocab,
             decoder_state=self.decoder.state_dict(),
             encoder_state=self.encoder.fine_tuned_state_dict(), max_len=self.max_len,
+            no_repeat_ngram=self.no_repeat_ngram,
             extra=self.extra if extra is None else extra)
 
     def save(self, path: str | Path, half: bool = True, extra: dict | None = None) -> Path:
@@ -121,18 +125,21 @@ class Captioner:
 
     @torch.no_grad()
     def decode(self, features: torch.Tensor, beam_size: int = 3, max_len: int | None = None,
-               length_penalty: float = 0.0) -> list[Caption]:
+               length_penalty: float = 0.0, no_repeat_ngram: int | None = None) -> list[Caption]:
+        """Beam search over features (B, 196, C); `max_len`/`no_repeat_ngram` None: the model's."""
         hyps = beam_search(self.decoder, features, self.vocab.start, self.vocab.end,
                            beam_size=beam_size, max_len=max_len or self.max_len,
                            length_penalty=length_penalty,
-                           banned=(self.vocab.start, self.vocab.pad))
+                           banned=(self.vocab.start, self.vocab.pad),
+                           no_repeat_ngram=(self.no_repeat_ngram if no_repeat_ngram is None
+                                            else no_repeat_ngram))
         return [Caption(words=[self.vocab.itos[i] for i in h.tokens],
                         alphas=h.alphas.reshape(-1, GRID, GRID).numpy().astype(np.float32),
                         score=float(h.score)) for h in hyps]
 
     def caption(self, images: ImageInput | Sequence[ImageInput], beam_size: int = 3,
                 max_len: int | None = None, length_penalty: float = 0.0,
-                batch_size: int = 16) -> Caption | list[Caption]:
+                batch_size: int = 16, no_repeat_ngram: int | None = None) -> Caption | list[Caption]:
         """Caption one image (returns a Caption) or a list of them (returns a list).
 
         Accepts paths, bytes, PIL images and numpy arrays; raises `ImageError` for bad input.
@@ -143,7 +150,8 @@ class Captioner:
         out: list[Caption] = []
         for i in range(0, len(pil), batch_size):
             chunk = pil[i:i + batch_size]
-            captions = self.decode(self.encode(chunk), beam_size, max_len, length_penalty)
+            captions = self.decode(self.encode(chunk), beam_size, max_len, length_penalty,
+                                   no_repeat_ngram)
             for cap, im in zip(captions, chunk):
                 cap.image = im
             out.extend(captions)

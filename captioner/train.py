@@ -74,6 +74,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=5,
                    help="stop after this many epochs without a better validation BLEU-4")
     p.add_argument("--val-beam-size", type=int, default=3)
+    p.add_argument("--no-repeat-ngram", type=int, default=None, metavar="N",
+                   help="the model's decoding setting, saved with it and used in validation: never "
+                        "repeat N words in a row within a caption (default 0: off; with --resume: "
+                        "keep the run's own)")
     p.add_argument("--max-val-images", type=int, default=500)
     p.add_argument("--save-every", type=int, default=0, help="also save last/ every N steps")
     p.add_argument("--seed", type=int, default=0)
@@ -295,6 +299,9 @@ def init_distributed(args) -> tuple[int, int]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.no_repeat_ngram is not None and args.no_repeat_ngram < 0:
+        print("error: --no-repeat-ngram must not be negative", file=sys.stderr)
+        return 2
     rank, world = init_distributed(args)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -331,6 +338,8 @@ def main(args: argparse.Namespace) -> int:
                                  embed_dim=args.embed_dim, attention_dim=args.attention_dim,
                                  decoder_dim=args.decoder_dim, dropout=args.dropout,
                                  deep_output=args.deep_output, coverage=args.coverage)
+    if args.no_repeat_ngram is not None:
+        model.no_repeat_ngram = args.no_repeat_ngram
     start_fine_tune = args.fine_tune and not model.encoder.fine_tune
     if start_fine_tune:  # the paper's second stage: unfreeze the encoder's last stages now
         model.encoder.set_fine_tune(True)
@@ -384,7 +393,8 @@ def main(args: argparse.Namespace) -> int:
     run_args = {k: v for k, v in vars(args).items()
                 if isinstance(v, (str, int, float, bool, type(None)))}
     run_args.update({k: v for k, v in model.decoder.config.to_dict().items() if k in run_args},
-                    encoder=model.encoder.name, max_len=model.max_len)
+                    encoder=model.encoder.name, max_len=model.max_len,
+                    no_repeat_ngram=model.no_repeat_ngram)
 
     def save_last(epoch: int, step: int) -> None:
         if rank != 0:

@@ -147,3 +147,20 @@ def test_config_without_deep_output_loads_as_an_older_checkpoint(tmp_path, tiny_
     (ckpt / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="deep_output must be true or false"):
         Captioner.load(ckpt)
+
+
+def test_decoding_setting_travels_with_the_model(tmp_path, tiny_checkpoint, photo):
+    model = Captioner.load(tiny_checkpoint)
+    assert model.no_repeat_ngram == 0  # saved before the setting existed: off
+    model.no_repeat_ngram = 2
+    path = model.save(tmp_path / "norepeat", half=False)
+    loaded = Captioner.load(path)
+    assert loaded.no_repeat_ngram == 2
+    assert loaded.caption(photo).words == model.caption(photo).words
+    assert loaded.caption(photo, no_repeat_ngram=0).words == model.caption(photo, no_repeat_ngram=0).words
+    config = json.loads((path / "config.json").read_text())
+    for bad in (-1, "2", True, 1001):
+        config["no_repeat_ngram"] = bad
+        (path / "config.json").write_text(json.dumps(config))
+        with pytest.raises(CheckpointError, match="no_repeat_ngram"):
+            Captioner.load(path)

@@ -269,11 +269,17 @@ def test_evaluate_cli_end_to_end(tmp_path, tiny_checkpoint, capsys):
     assert len(written["captions"]) == 3
     assert {"id", "image", "caption", "references"} <= set(written["captions"][0])
 
+    assert result["no_repeat_ngram"] == 0 and written["no_repeat_ngram"] == 0  # the model's own
+
     args = get_args_parser().parse_args(["--checkpoint", tiny_checkpoint, "--data", data,
-                                         "--max-images", "1", "--no-meteor", "--beam-size", "1"])
+                                         "--max-images", "1", "--no-meteor", "--beam-size", "1",
+                                         "--no-repeat-ngram", "2"])
     assert main(args) == 0
     table = capsys.readouterr().out
-    assert "BLEU-4" in table and "object recall" in table
+    assert "BLEU-4" in table and "object recall" in table and "no repeated 2-grams" in table
+    args = get_args_parser().parse_args(["--checkpoint", tiny_checkpoint, "--data", data,
+                                         "--no-repeat-ngram", "-1"])
+    assert main(args) == 2 and "--no-repeat-ngram" in capsys.readouterr().err
 
 
 def test_evaluate_cli_rejects_bad_input(tmp_path, capsys):

@@ -175,6 +175,53 @@ def test_wide_beam_finds_the_exact_best_sequence(seed, deep_output, coverage):
         assert len(hyp.tokens) == max_len and hyp.score >= best_lp - 1e-4
 
 
+def repeats_an_ngram(tokens: list[int], n: int) -> bool:
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+@pytest.mark.parametrize("seed,n", [(0, 1), (1, 1), (2, 2), (3, 2), (4, 3)])
+def test_wide_beam_without_repeats_finds_the_best_sequence_that_has_none(seed, n):
+    """no_repeat_ngram prunes exactly the sequences that hold some n words in a row twice."""
+    vocab_size, max_len = 5, 5  # words 3, 4 (+ <pad>, <start>, <end>): repeats are hard to avoid
+    dec = make_decoder(vocab_size=vocab_size, seed=seed)
+    feats = torch.randn(1, 196, 16)
+    with torch.no_grad():
+        words = [w for w in range(vocab_size) if w not in (1, 2)]
+        candidates = [list(seq) for length in range(max_len + 1)
+                      for seq in itertools.product(words, repeat=length)]
+        allowed = [s for s in candidates if not repeats_an_ngram(s, n)]
+        assert len(allowed) < len(candidates)
+        # <end> after at most max_len - 1 words; a max_len sequence may stop without it
+        finished = [s for s in allowed if len(s) < max_len]
+        best = max(finished, key=lambda s: sequence_log_prob(dec, feats, s, 2))
+        best_lp = sequence_log_prob(dec, feats, best, 2)
+    hyp = beam_search(dec, feats, 1, 2, beam_size=vocab_size ** max_len, max_len=max_len,
+                      banned=(0,), no_repeat_ngram=n)[0]
+    assert not repeats_an_ngram(hyp.tokens, n)
+    if hyp.finished:
+        assert hyp.tokens == best
+        assert hyp.score == pytest.approx(best_lp, abs=1e-4)
+    else:
+        assert len(hyp.tokens) == max_len and hyp.score >= best_lp - 1e-4
+
+
+def test_no_repeat_ngram_breaks_a_loop_and_zero_changes_nothing():
+    dec = make_decoder(seed=3)
+    force_next_word(dec, 5)  # "5 5 5 5 ..." unless forbidden
+    feats = torch.randn(2, 196, 16)
+    assert beam_search(dec, feats, 1, 2, beam_size=3, max_len=7)[0].tokens == [5] * 7
+    for n in (1, 2, 3):
+        for h in beam_search(dec, feats, 1, 2, beam_size=3, max_len=7, no_repeat_ngram=n):
+            assert h.tokens and not repeats_an_ngram(h.tokens, n)
+            assert h.tokens[:n] == [5] * n  # the loop runs until it would repeat
+    plain = beam_search(make_decoder(seed=4), feats, 1, 2, beam_size=3, max_len=9)
+    zero = beam_search(make_decoder(seed=4), feats, 1, 2, beam_size=3, max_len=9, no_repeat_ngram=0)
+    assert [h.tokens for h in plain] == [h.tokens for h in zero]
+    with pytest.raises(ValueError, match="no_repeat_ngram"):
+        beam_search(dec, feats, 1, 2, no_repeat_ngram=-1)
+
+
 @pytest.mark.parametrize("coverage", [False, True])
 def test_returned_score_is_the_caption_log_prob_and_beats_greedy(coverage):
     dec = make_decoder(seed=5, coverage=coverage)
@@ -222,13 +269,14 @@ def test_max_length_without_end_still_returns_a_caption():
             assert not h.finished and h.tokens == [5] * 7 and h.alphas.shape == (7, 196)
 
 
-@pytest.mark.parametrize("coverage", [False, True])
-def test_batched_search_equals_one_image_at_a_time(coverage):
+@pytest.mark.parametrize("coverage,no_repeat", [(False, 0), (True, 0), (False, 2)])
+def test_batched_search_equals_one_image_at_a_time(coverage, no_repeat):
     dec = make_decoder(seed=4, coverage=coverage, deep_output=coverage)
     feats = torch.randn(6, 196, 16)
-    together = beam_search(dec, feats, 1, 2, beam_size=3, max_len=9)
+    together = beam_search(dec, feats, 1, 2, beam_size=3, max_len=9, no_repeat_ngram=no_repeat)
     for i in range(6):
-        alone = beam_search(dec, feats[i:i + 1], 1, 2, beam_size=3, max_len=9)[0]
+        alone = beam_search(dec, feats[i:i + 1], 1, 2, beam_size=3, max_len=9,
+                            no_repeat_ngram=no_repeat)[0]
         assert alone.tokens == together[i].tokens
         assert alone.score == pytest.approx(together[i].score, abs=1e-5)
 

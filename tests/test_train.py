@@ -39,8 +39,9 @@ def run(*args: str, torchrun: bool = False) -> subprocess.CompletedProcess:
 
 def test_ddp_with_two_cpu_processes_then_resume_with_a_new_lr(shapes_data, tmp_path):
     out, cache = tmp_path / "run", tmp_path / "cache"
-    run("--data", str(shapes_data), "--out", str(out), "--cache", str(cache), "--epochs", "1",
-        "--alpha-box", "1.0", "--coverage", *TINY, torchrun=True)
+    err = run("--data", str(shapes_data), "--out", str(out), "--cache", str(cache), "--epochs", "1",
+              "--alpha-box", "1.0", "--coverage", "--no-repeat-ngram", "2", *TINY, torchrun=True).stderr
+    assert "distributed training: 2 processes, gloo backend" in err
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [1]  # one log line, from rank 0 only
     assert 0 <= log[0]["object_recall"] <= 1  # scenes list objects: grounding is watched too
@@ -50,6 +51,7 @@ def test_ddp_with_two_cpu_processes_then_resume_with_a_new_lr(shapes_data, tmp_p
     best = load_checkpoint(out / "best").extra
     assert "optimizer" not in best and best["args"]["decoder_dim"] == 32  # ships without training state
     assert Captioner.load(out / "best").decoder.config.coverage
+    assert Captioner.load(out / "best").no_repeat_ngram == 2 and best["args"]["no_repeat_ngram"] == 2
     assert (out / "curve.png").stat().st_size > 1000
 
     err = run("--data", str(shapes_data), "--out", str(out), "--cache", str(cache), "--epochs", "2",
@@ -58,6 +60,7 @@ def test_ddp_with_two_cpu_processes_then_resume_with_a_new_lr(shapes_data, tmp_p
     state = load_checkpoint(out / "last").extra
     assert state["args"]["decoder_dim"] == 32 and state["args"]["alpha_box"] == 0.0
     assert state["train_state"]["epoch"] == 2
+    assert Captioner.load(out / "last").no_repeat_ngram == 2  # a resumed run keeps its own setting
     assert state["optimizer"]["param_groups"][0]["lr"] == 1e-3
     assert [h["epoch"] for h in state["train_state"]["history"]] == [1, 2]
 
