@@ -217,3 +217,4 @@ def test_cli_with_shapes_and_fixed_split(tmp_path):
     data = json.loads((tmp_path / "captions.json").read_text())
     assert [image["split"] for image in data["images"]] == ["train"] * 3
     assert Image.open(tmp_path / "images" / "000002.png").size == (96, 96)
+    assert main(get_args_parser().parse_args(argv + ["--workers", "0"])) == 2

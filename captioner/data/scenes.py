@@ -319,7 +319,10 @@ def generate_scenes(
     bar = dict(total=count, desc="scenes", unit="img", disable=not progress)
     if workers == 1:
         _init_worker(*setup)
-        images = [_write_scene(k) for k in tqdm(range(count), **bar)]
+        try:
+            images = [_write_scene(k) for k in tqdm(range(count), **bar)]
+        finally:
+            _worker_state.clear()  # don't keep the object pictures alive after the run
     else:
         with multiprocessing.get_context("spawn").Pool(workers, _init_worker, setup) as pool:
             images = list(tqdm(pool.imap(_write_scene, range(count), chunksize=8), **bar))
@@ -366,6 +369,9 @@ def _sources_from_args(args: argparse.Namespace) -> list[ObjectSource]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
     try:
         sources = _sources_from_args(args)
     except FileNotFoundError as error:
