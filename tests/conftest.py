@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from captioner import Captioner, Vocabulary
+from captioner.data.scenes import generate_scenes
+from captioner.data.shapes import shape_sources
 
 WORDS = ["a", "red", "green", "circle", "square", "star", "and", "two", "left", "of", "the"]
 
@@ -47,3 +50,12 @@ def photo() -> np.ndarray:
     """A CC0 photo from scikit-image (the astronaut), as an RGB array."""
     from skimage import data
     return data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def shapes_data(tmp_path_factory) -> Path:
+    """24 small shape scenes (18 train, 6 val) as a Karpathy JSON, for training runs."""
+    root = tmp_path_factory.mktemp("shapes")
+    generate_scenes(root, count=24, seed=5, sources=shape_sources(), size=128,
+                    split_fractions=(0.75, 0.25, 0.0), progress=False)
+    return root / "captions.json"

@@ -18,20 +18,10 @@ import torch
 from captioner import Captioner
 from captioner.data.features import cache_features
 from captioner.data.karpathy import load_karpathy, split_records
-from captioner.data.scenes import generate_scenes
-from captioner.data.shapes import shape_sources
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def shapes_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("shapes")
-    generate_scenes(root, count=24, seed=5, sources=shape_sources(), size=128,
-                    split_fractions=(0.75, 0.25, 0.0), progress=False)
-    return root / "captions.json"
 
 
 def test_default_model_gives_the_same_captions_on_cuda(photo):

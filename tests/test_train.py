@@ -7,24 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from captioner import Captioner
 from captioner.checkpoint import load_checkpoint
-from captioner.data.scenes import generate_scenes
-from captioner.data.shapes import shape_sources
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--embed-dim", "16", "--attention-dim", "16", "--decoder-dim", "32", "--min-word-freq", "1",
         "--batch-size", "8", "--max-val-images", "4", "--val-beam-size", "1", "--max-len", "8"]
-
-
-@pytest.fixture(scope="module")
-def shapes_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("shapes")
-    generate_scenes(root, count=24, seed=5, sources=shape_sources(), size=128,
-                    split_fractions=(0.75, 0.25, 0.0), progress=False)
-    return root / "captions.json"
 
 
 def run(*args: str, torchrun: bool = False) -> subprocess.CompletedProcess:
