@@ -46,6 +46,9 @@ def cache_features(encoder: Encoder, records: list[ImageRecord], cache_dir: str 
                    batch_size: int = 16, device: str = "cpu") -> tuple[np.ndarray, dict]:
     """Features (N, 196, C) of `records` in order, computed once and reused while they match.
 
+    A cache of more images serves any leading part of it (training validates on the first
+    `--max-val-images` of a split that `python -m captioner features` cached whole).
+
     Images that cannot be read get zero features and are listed under `bad_ids` in the
     metadata, so that training leaves them out. The file is written under a temporary name
     and renamed when complete: an interrupted run never leaves a cache that looks finished.
@@ -57,8 +60,11 @@ def cache_features(encoder: Encoder, records: list[ImageRecord], cache_dir: str 
             meta = json.loads(meta_path.read_text())
         except ValueError:
             meta = {}
-        if meta.get("ids") == ids and meta.get("encoder") == encoder.name and not encoder.fine_tune:
-            return np.load(npy, mmap_mode="r"), meta
+        if (meta.get("ids", [])[:len(ids)] == ids and meta.get("encoder") == encoder.name
+                and not encoder.fine_tune):
+            wanted = set(ids)
+            return np.load(npy, mmap_mode="r")[:len(ids)], {
+                **meta, "ids": ids, "bad_ids": [i for i in meta.get("bad_ids", []) if i in wanted]}
     npy.parent.mkdir(parents=True, exist_ok=True)
     tmp = npy.with_suffix(".tmp.npy")
     n_pos = 196
