@@ -1,12 +1,15 @@
 """Train a captioner, in the style of torchvision's reference scripts.
 
     python -m captioner train --data DIR/captions.json --out runs/NAME [--resume]
+    python -m captioner train --data MINE/captions.json --out runs/mine --init-from checkpoints/default
     torchrun --nproc_per_node 2 -m captioner train ...      # DistributedDataParallel
 
 Frozen encoders train from a feature cache (encoded once, fp16); `--fine-tune` encodes images
 on the fly and trains the encoder's last stages too. `OUT/last/` is written atomically after
 every epoch (and every `--save-every` steps) with the optimizer state for `--resume`;
 `OUT/best/` keeps the weights with the best validation BLEU-4 (fp16, ready to ship).
+`--init-from` starts a new run from a trained model's weights and vocabulary (e.g. to go on
+training the default model on more or other data) with a fresh optimizer.
 """
 from __future__ import annotations
 
@@ -83,6 +86,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start a new run from this model's weights, sizes and vocabulary "
+                        "(a fresh optimizer; epochs count from 1)")
     p.add_argument("--test-only", action="store_true",
                    help="only evaluate OUT/best (or OUT/last) on the validation split")
     return p
@@ -263,6 +269,15 @@ def evaluate(model: Captioner, records: list[ImageRecord], features: FeatureSour
     return {**result, "samples": [hyps[r] for r in sorted(hyps)[:3]]}
 
 
+def report_unknown_words(vocab: Vocabulary, records: list[ImageRecord], source) -> None:
+    """A model started from another's keeps its vocabulary: say how much of the new data it lacks."""
+    tokens = [t for r in records for c in r.captions for t in c]
+    unknown = sum(t not in vocab.stoi for t in tokens)
+    print(f"starting from {source}: vocabulary of {len(vocab)} words; {unknown} of {len(tokens)} "
+          f"training caption words ({unknown / max(len(tokens), 1):.1%}) are not in it and train "
+          f"as <unk>", file=sys.stderr)
+
+
 def plot_curve(history: list[dict], path: Path) -> None:
     """Training loss and validation BLEU-4 per epoch, as a PNG beside the checkpoints."""
     import matplotlib
@@ -302,6 +317,10 @@ def main(args: argparse.Namespace) -> int:
     if args.no_repeat_ngram is not None and args.no_repeat_ngram < 0:
         print("error: --no-repeat-ngram must not be negative", file=sys.stderr)
         return 2
+    if args.init_from and (args.resume or args.test_only):
+        print("error: --init-from starts a new run; it cannot go with --resume or --test-only",
+              file=sys.stderr)
+        return 2
     rank, world = init_distributed(args)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -331,6 +350,14 @@ def main(args: argparse.Namespace) -> int:
         if rank == 0:
             print(f"resuming from {source}: epoch {state['epoch']}, step {state['step']}",
                   file=sys.stderr)
+    elif args.init_from:
+        try:
+            model = Captioner.load(args.init_from, encoder_weights=args.encoder_weights)
+        except CheckpointError as e:
+            print(f"error: cannot start from {args.init_from}: {e}", file=sys.stderr)
+            return 2
+        if rank == 0:
+            report_unknown_words(model.vocab, train_records, args.init_from)
     else:
         vocab = Vocabulary.build([t for r in train_records for t in r.captions], args.min_word_freq)
         model = Captioner.create(args.encoder, vocab, encoder_weights=args.encoder_weights,
@@ -377,7 +404,7 @@ def main(args: argparse.Namespace) -> int:
                              skip, grid)
 
     module = TrainingModule(model, args.alpha_c, args.alpha_box)
-    groups = [{"params": [p for p in model.decoder.parameters()], "lr": args.lr or 4e-4}]
+    groups = [{"params": [p for p in model.decoder.parameters()], "lr": 4e-4 if args.lr is None else args.lr}]
     if model.encoder.fine_tune:
         groups.append({"params": [p for p in model.encoder.parameters() if p.requires_grad],
                        "lr": args.encoder_lr})

@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 
-from captioner import Captioner
+from captioner import Captioner, train
 from captioner.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,3 +64,31 @@ def test_fine_tune_stage_stores_the_encoder(shapes_data, tmp_path):
     assert len(ckpt.extra["optimizer"]["param_groups"]) == 2  # decoder + encoder learning rates
     model = Captioner.load(out / "last")
     assert model.encoder.fine_tune and model.caption(str(shapes_data.parent / "images" / "000000.png")).words
+
+
+def test_init_from_starts_a_new_run_from_a_trained_model(shapes_data, tmp_path):
+    first, second, cache = tmp_path / "first", tmp_path / "second", tmp_path / "cache"
+    run("--data", str(shapes_data), "--out", str(first), "--cache", str(cache), "--epochs", "1",
+        "--no-repeat-ngram", "2", *TINY)
+    # learning rate 0: the new run's weights must be exactly the ones it started from
+    err = run("--data", str(shapes_data), "--out", str(second), "--cache", str(cache), "--epochs", "1",
+              "--init-from", str(first / "last"), "--lr", "0", *TINY[6:]).stderr
+    assert f"starting from {first / 'last'}" in err and "0 of " in err  # same data: no unknown words
+    start, new = load_checkpoint(first / "last"), load_checkpoint(second / "last")
+    assert new.vocab.itos == start.vocab.itos and new.decoder_config == start.decoder_config
+    assert all(torch.equal(new.decoder_state[k], start.decoder_state[k]) for k in start.decoder_state)
+    assert new.no_repeat_ngram == 2  # the model's decoding setting travels with it
+    assert new.extra["train_state"]["epoch"] == 1  # a new run: its own epochs, its own history
+    assert [h["epoch"] for h in new.extra["train_state"]["history"]] == [1]
+    assert new.extra["optimizer"]["param_groups"][0]["lr"] == 0
+    assert new.extra["args"]["init_from"] == str(first / "last")
+
+
+def test_init_from_rejects_resume_and_a_missing_checkpoint(shapes_data, tmp_path, capsys):
+    base = ["--data", str(shapes_data), "--out", str(tmp_path / "run"), *TINY]
+    parser = train.get_args_parser()
+    assert train.main(parser.parse_args([*base, "--init-from", str(tmp_path), "--resume"])) == 2
+    assert "cannot go with --resume" in capsys.readouterr().err
+    assert train.main(parser.parse_args([*base, "--init-from", str(tmp_path / "nothing")])) == 2
+    assert f"cannot start from {tmp_path / 'nothing'}" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last").exists()
