@@ -218,3 +218,22 @@ def test_cli_with_shapes_and_fixed_split(tmp_path):
     assert [image["split"] for image in data["images"]] == ["train"] * 3
     assert Image.open(tmp_path / "images" / "000002.png").size == (96, 96)
     assert main(get_args_parser().parse_args(argv + ["--workers", "0"])) == 2
+
+
+def test_object_counts_set_how_many_objects_scenes_hold(dataset, sources, tmp_path, capsys):
+    _, default = dataset
+    assert {len(image["objects"]) for image in default["images"]} >= {1, 2}
+    only_three = generate_scenes(tmp_path / "three", count=12, seed=3, sources=sources, size=SIZE,
+                                 progress=False, object_counts=(0, 0, 5))
+    assert [len(image["objects"]) for image in only_three["images"]] == [3] * 12
+    only_one = generate_scenes(tmp_path / "one", count=12, seed=3, sources=sources, size=SIZE,
+                               progress=False, object_counts=(1, 0, 0))
+    assert [len(image["objects"]) for image in only_one["images"]] == [1] * 12
+
+    argv = ["--out", str(tmp_path / "cli"), "--count", "4", "--shapes", "--size", "96"]
+    assert main(get_args_parser().parse_args(argv + ["--object-counts", "0", "1", "0"])) == 0
+    data = json.loads((tmp_path / "cli" / "captions.json").read_text())
+    assert [len(image["objects"]) for image in data["images"]] == [2] * 4
+    for bad in (["0", "0", "0"], ["1", "-1", "1"], ["nan", "1", "1"]):
+        assert main(get_args_parser().parse_args(argv + ["--object-counts", *bad])) == 2
+        assert "--object-counts" in capsys.readouterr().err

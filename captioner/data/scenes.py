@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import sys
 import threading
@@ -60,9 +61,23 @@ class Scene:
     sentences: tuple[Sentence, ...]
 
 
-def _pick_sources(rng: np.random.Generator, sources: Sequence[ObjectSource]) -> list[ObjectSource]:
-    """Mostly one or two objects; sometimes copies of one, so captions can count ("two pears")."""
-    n = int(rng.choice([1, 2, 3], p=[0.4, 0.45, 0.15]))
+# Shares of scenes with 1, 2 and 3 objects: mostly one or two.
+OBJECT_COUNTS = (0.4, 0.45, 0.15)
+
+
+def object_count_shares(weights: Sequence[float]) -> list[float]:
+    """Three non-negative weights for 1, 2, 3 objects, as probabilities."""
+    w = [float(x) for x in weights]
+    if len(w) != 3 or not all(math.isfinite(x) and x >= 0 for x in w) or sum(w) <= 0:
+        raise ValueError(f"object counts need three non-negative weights (for 1, 2 and 3 objects) "
+                         f"that are not all 0, got {list(weights)}")
+    return [x / sum(w) for x in w]
+
+
+def _pick_sources(rng: np.random.Generator, sources: Sequence[ObjectSource],
+                  counts: Sequence[float] = OBJECT_COUNTS) -> list[ObjectSource]:
+    """1-3 objects (`counts`: their shares); sometimes copies of one, so captions can count ("two pears")."""
+    n = int(rng.choice([1, 2, 3], p=list(counts)))
     if n >= 2 and (rng.random() < 0.3 or len(sources) < n):
         first = sources[rng.integers(len(sources))]
         if n == 2 or rng.random() < 0.35 or len(sources) < 2:
@@ -171,10 +186,11 @@ def groups_of(objects: Sequence[PlacedObject]) -> list[Group]:
 
 
 def compose_scene(
-    rng: np.random.Generator, sources: Sequence[ObjectSource], size: int, backgrounds: BackgroundMaker
+    rng: np.random.Generator, sources: Sequence[ObjectSource], size: int, backgrounds: BackgroundMaker,
+    object_counts: Sequence[float] = OBJECT_COUNTS,
 ) -> Scene:
     """One random scene: objects, a background that contrasts with them, and five captions."""
-    chosen = _pick_sources(rng, sources)
+    chosen = _pick_sources(rng, sources, object_counts)
     objects = _layout(rng, chosen, size)
     background = backgrounds.make(rng, avoid=[_mean_colour(o.cutout) for o in objects])
     image = _composite(background.pixels, objects)
@@ -276,16 +292,17 @@ def scene_record(scene: Scene, imgid: int, split: str, filename: str) -> dict:
 _worker_state: dict = {}  # per worker process: what `_write_scene` needs, set once by `_init_worker`
 
 
-def _init_worker(out_dir: Path, seed: int, sources, size: int, splits: list[str]) -> None:
+def _init_worker(out_dir: Path, seed: int, sources, size: int, splits: list[str],
+                 object_counts: Sequence[float]) -> None:
     _worker_state.update(out_dir=out_dir, seed=seed, sources=sources, size=size, splits=splits,
-                         backgrounds=BackgroundMaker(size))
+                         object_counts=object_counts, backgrounds=BackgroundMaker(size))
 
 
 def _write_scene(imgid: int) -> dict:
     """Compose scene `imgid`, write its PNG and return its record (runs in any process)."""
     w = _worker_state
     scene = compose_scene(np.random.default_rng([w["seed"], imgid]), w["sources"], w["size"],
-                          w["backgrounds"])
+                          w["backgrounds"], w["object_counts"])
     filename = f"{imgid:06d}.png"
     # level 1: 3x faster than the default and only ~10% larger; generation is I/O bound otherwise
     Image.fromarray(scene.image, "RGB").save(w["out_dir"] / "images" / filename, compress_level=1)
@@ -301,11 +318,13 @@ def generate_scenes(
     split_fractions: SplitSpec = (0.9, 0.05, 0.05),
     progress: bool = True,
     workers: int = 1,
+    object_counts: Sequence[float] | None = None,
 ) -> dict:
     """Write `count` scenes to out_dir/images and out_dir/captions.json; returns the JSON data.
 
     Image k depends only on (seed, k), so a run is reproducible byte for byte, with any number
-    of worker processes.
+    of worker processes. `object_counts`: weights of 1, 2 and 3 objects per scene (default
+    `OBJECT_COUNTS`).
     """
     if count < 0 or seed < 0:
         raise ValueError("count and seed must not be negative")
@@ -313,9 +332,11 @@ def generate_scenes(
         raise ValueError("workers must be at least 1")
     if not sources:
         raise ValueError("no object sources to draw scenes from")
+    counts = OBJECT_COUNTS if object_counts is None else object_count_shares(object_counts)
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    setup = (out_dir, seed, list(sources), size, assign_splits(count, seed, split_fractions))
+    setup = (out_dir, seed, list(sources), size, assign_splits(count, seed, split_fractions),
+             tuple(counts))
     bar = dict(total=count, desc="scenes", unit="img", disable=not progress)
     if workers == 1:
         _init_worker(*setup)
@@ -351,6 +372,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     parser.add_argument("--workers", type=int, default=1,
                         help="processes drawing scenes (same output for any number)")
+    parser.add_argument("--object-counts", type=float, nargs=3, metavar=("W1", "W2", "W3"),
+                        default=None, help="weights of scenes with 1, 2 and 3 objects "
+                        f"(default {' '.join(map(str, OBJECT_COUNTS))})")
     return parser
 
 
@@ -372,6 +396,12 @@ def main(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
+    if args.object_counts is not None:
+        try:
+            object_count_shares(args.object_counts)
+        except ValueError as error:
+            print(f"error: --object-counts: {error}", file=sys.stderr)
+            return 2
     try:
         sources = _sources_from_args(args)
     except FileNotFoundError as error:
@@ -380,7 +410,7 @@ def main(args: argparse.Namespace) -> int:
     split: SplitSpec = (0.9, 0.05, 0.05) if args.split == "auto" else args.split
     data = generate_scenes(
         args.out, args.count, args.seed, sources, size=args.size, split_fractions=split,
-        workers=args.workers,
+        workers=args.workers, object_counts=args.object_counts,
     )
     counts = {s: sum(img["split"] == s for img in data["images"]) for s in SPLITS}
     print(f"wrote {len(data['images'])} scenes from {len(sources)} objects to {args.out} {counts}")
