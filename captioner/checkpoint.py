@@ -79,9 +79,14 @@ def save_checkpoint(path: str | Path, data: CheckpointData, half: bool = True) -
         if data.training_tensors:
             save_file({k: v.detach().cpu().contiguous() for k, v in data.training_tensors.items()},
                       str(tmp / TRAINING), metadata={"format": FORMAT})
+        if path.is_dir():  # keep what else the folder holds (a model card), not old checkpoint files
+            for f in path.iterdir():
+                if f.name not in (CONFIG, VOCAB, WEIGHTS, TRAINING):
+                    (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
         for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old")

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from captioner import Captioner, CheckpointError
-from captioner.checkpoint import load_checkpoint
+from captioner.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_round_trip_gives_identical_captions(tmp_path, tiny_model, photo):
@@ -124,6 +124,21 @@ def test_atomic_save_replaces_old_checkpoint(tmp_path, tiny_model):
     tiny_model.save(path, extra={"n": 2})
     assert json.loads((path / "config.json").read_text())["extra"] == {"n": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["ck"]  # no temp folders left behind
+
+
+def test_saving_over_a_checkpoint_keeps_its_other_files_but_not_stale_training_state(tmp_path, tiny_model):
+    path = tmp_path / "ck"
+    data = tiny_model.checkpoint_data({"n": 1})
+    data.training_tensors = {"step": torch.zeros(1)}
+    save_checkpoint(path, data)
+    (path / "README.md").write_text("# my model card\n")
+    (path / "figures").mkdir()
+    (path / "figures" / "curve.txt").write_text("1 2 3")
+    tiny_model.save(path, extra={"n": 2})  # weights only, as shipped
+    assert (path / "README.md").read_text() == "# my model card\n"
+    assert (path / "figures" / "curve.txt").read_text() == "1 2 3"
+    assert not (path / "training.safetensors").exists()  # the old optimizer state is not carried over
+    assert load_checkpoint(path).extra == {"n": 2}
 
 
 def test_deep_output_travels_in_the_config(tmp_path, photo):
