@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -157,10 +158,15 @@ class CaptionBatches:
 
 
 class FeatureSource:
-    """Features for a batch of image rows: from the fp16 cache, or encoded now when fine-tuning."""
+    """Features for a batch of image rows: from the fp16 cache, or encoded now when fine-tuning.
 
-    def __init__(self, model: Captioner, records: list[ImageRecord], cache: np.ndarray | None):
+    `bad_ids`: the images the cache could not read (zero features), which training leaves out.
+    """
+
+    def __init__(self, model: Captioner, records: list[ImageRecord], cache: np.ndarray | None,
+                 bad_ids: Iterable[int] = ()):
         self.model, self.records, self.cache = model, records, cache
+        self.bad_ids = set(bad_ids)
 
     def __call__(self, rows: list[int], device: str) -> torch.Tensor:
         if self.cache is not None:
@@ -378,10 +384,10 @@ def main(args: argparse.Namespace) -> int:
         cache_dir = args.cache or out / "features"
         if world > 1 and rank != 0:
             dist.barrier()  # rank 0 encodes; the others wait, then read its cache
-        feats, _ = cache_features(model.encoder, split_records_, cache_dir, split, device=args.device)
+        feats, meta = cache_features(model.encoder, split_records_, cache_dir, split, device=args.device)
         if world > 1 and rank == 0:
             dist.barrier()
-        return FeatureSource(model, split_records_, feats)
+        return FeatureSource(model, split_records_, feats, meta["bad_ids"])
 
     val_source = source_for(val_records, "val")
     if args.test_only:
@@ -390,10 +396,6 @@ def main(args: argparse.Namespace) -> int:
         return 0
 
     train_source = source_for(train_records, "train")
-    skip = set()
-    if train_source.cache is not None:
-        meta_path = Path(args.cache or out / "features") / f"{model.encoder.name}-train.json"
-        skip = set(json.loads(meta_path.read_text()).get("bad_ids", []))
     grid = None
     if args.alpha_box:
         if not any(r.objects for r in train_records):
@@ -401,10 +403,11 @@ def main(args: argparse.Namespace) -> int:
             return 2
         grid = GRID
     batches = CaptionBatches(train_records, model.vocab, model.max_len, args.batch_size, args.seed,
-                             skip, grid)
+                             train_source.bad_ids, grid)
 
     module = TrainingModule(model, args.alpha_c, args.alpha_box)
-    groups = [{"params": [p for p in model.decoder.parameters()], "lr": 4e-4 if args.lr is None else args.lr}]
+    groups = [{"params": [p for p in model.decoder.parameters()],
+               "lr": 4e-4 if args.lr is None else args.lr}]
     if model.encoder.fine_tune:
         groups.append({"params": [p for p in model.encoder.parameters() if p.requires_grad],
                        "lr": args.encoder_lr})

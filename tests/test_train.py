@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,19 @@ def test_init_from_rejects_resume_and_a_missing_checkpoint(shapes_data, tmp_path
     assert train.main(parser.parse_args([*base, "--init-from", str(tmp_path / "nothing")])) == 2
     assert f"cannot start from {tmp_path / 'nothing'}" in capsys.readouterr().err
     assert not (tmp_path / "run" / "last").exists()
+
+
+def test_an_unreadable_training_image_is_left_out(shapes_data, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(shapes_data.parent, data)
+    records = json.loads((data / "captions.json").read_text())["images"]
+    broken = next(r for r in records if r["split"] == "train")
+    (data / "images" / broken["filename"]).write_bytes(b"not a picture")
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    # --alpha-box reads every training image's size: it would fail on the broken one if kept
+    err = run("--data", str(data / "captions.json"), "--out", str(out), "--cache", str(cache),
+              "--epochs", "1", "--alpha-box", "1.0", *TINY).stderr
+    assert f"skipping {data / 'images' / broken['filename']}" in err
+    meta = json.loads((cache / "efficientnet-lite2-train.json").read_text())
+    assert meta["bad_ids"] == [broken["imgid"]]
+    assert load_checkpoint(out / "last").extra["train_state"]["epoch"] == 1
