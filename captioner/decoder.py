@@ -84,6 +84,32 @@ class Decoder(nn.Module):
         self.fc.weight.data.uniform_(-0.1, 0.1)
         self.fc.bias.data.zero_()
 
+    @torch.no_grad()
+    def add_words(self, like: list[list[int]]) -> None:
+        """Grow the vocabulary by len(like) words, to go on training on data with new words.
+
+        New word j starts with the mean embedding and output row of the existing words
+        `like[j]` (e.g. the object nouns, for a slot word), or as a fresh word if that is empty:
+        random small weights and the mean output bias, so it is neither certain nor impossible.
+        """
+        old = self.config.vocab_size
+        new = old + len(like)
+        embedding = nn.Embedding(new, self.config.embed_dim).to(self.embedding.weight)
+        fc = nn.Linear(self.fc.in_features, new).to(self.fc.weight)
+        embedding.weight[:old] = self.embedding.weight
+        fc.weight[:old], fc.bias[:old] = self.fc.weight, self.fc.bias
+        for j, rows in enumerate(like):
+            if rows:
+                embedding.weight[old + j] = self.embedding.weight[rows].mean(0)
+                fc.weight[old + j] = self.fc.weight[rows].mean(0)
+                fc.bias[old + j] = self.fc.bias[rows].mean()
+            else:
+                embedding.weight[old + j].uniform_(-0.1, 0.1)
+                fc.weight[old + j].uniform_(-0.1, 0.1)
+                fc.bias[old + j] = self.fc.bias.mean()
+        self.embedding, self.fc = embedding, fc
+        self.config.vocab_size = new
+
     def init_state(self, features: torch.Tensor, k: int = 1):
         """h0, c0 from the mean annotation vector, repeated for K hypotheses per image."""
         mean = features.mean(dim=1)  # (B, E)

@@ -34,9 +34,15 @@ class EncoderSpec:
 
 @dataclass
 class Backbone:
-    """The feature layers of a CNN, and the modules that fine-tuning unfreezes."""
+    """The feature layers of a CNN, the modules that fine-tuning unfreezes, and its ImageNet head.
+
+    `classifier` maps one annotation vector (C,) to the 1000 ImageNet logits; the encoder's own
+    head applied after average pooling, so on an attention-weighted sum of the grid it reads out
+    what the attended region shows. None for an encoder without pretrained weights.
+    """
     features: nn.Module
     fine_tune_modules: list[nn.Module]
+    classifier: nn.Module | None = None
 
 
 def _load_weights_file(path: str | Path) -> dict:
@@ -59,8 +65,9 @@ def _load_weights_file(path: str | Path) -> dict:
 
 
 def _load_weights(model: nn.Module, path: str | Path, what: str) -> None:
+    state = _load_weights_file(path)  # its own errors already say what is wrong
     try:
-        model.load_state_dict(_load_weights_file(path))
+        model.load_state_dict(state)
     except RuntimeError as e:
         raise EncoderWeightsError(f"{path}: not {what} weights ({str(e)[:300]})") from None
 
@@ -84,7 +91,8 @@ def _resnet(depth: int) -> Callable[[bool, str | None], Backbone]:
                     f"a local weights file with --encoder-weights PATH (a torchvision "
                     f"resnet{depth} state_dict, .pth or .safetensors).") from None
         features = nn.Sequential(*list(model.children())[:-2], nn.AdaptiveAvgPool2d((GRID, GRID)))
-        return Backbone(features, [model.layer2, model.layer3, model.layer4])
+        head = model.fc if (pretrained or weights_path) else None
+        return Backbone(features, [model.layer2, model.layer3, model.layer4], head)
     return build
 
 
@@ -117,7 +125,9 @@ def _efficientnet_lite2(pretrained: bool, weights_path: str | None) -> Backbone:
     if weights_path:
         _load_weights(net, weights_path, "efficientnet-lite2")
     n = len(net._blocks)
-    return Backbone(_EfficientNetFeatures(net), [*net._blocks[2 * n // 3:], net._conv_head, net._bn1])
+    head = net._fc if weights_path else None
+    return Backbone(_EfficientNetFeatures(net), [*net._blocks[2 * n // 3:], net._conv_head, net._bn1],
+                    head)
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -151,6 +161,8 @@ class Encoder(nn.Module):
         backbone = self.spec.build(pretrained, weights_path)
         self.features = backbone.features
         self._fine_tune_modules = backbone.fine_tune_modules
+        # a plain list, so the head (already inside `features`) is not registered twice
+        self._classifier = [backbone.classifier] if backbone.classifier is not None else []
         self.fine_tune = False
         self.set_fine_tune(fine_tune)
 
@@ -181,6 +193,17 @@ class Encoder(nn.Module):
         super().train(mode)
         self.features.eval()
         return self
+
+    @property
+    def has_classifier(self) -> bool:
+        return bool(self._classifier)
+
+    def classify(self, context: torch.Tensor) -> torch.Tensor:
+        """ImageNet logits (..., 1000) of annotation vectors or attended contexts (..., C)."""
+        if not self._classifier:
+            raise RuntimeError(f"{self.name} was built without ImageNet weights: it has no classifier")
+        head = self._classifier[0]
+        return head(context.to(head.weight.dtype))  # (..., 1000)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """RGB PIL images -> a normalised (B, 3, S, S) batch at exactly the encoder's input size."""

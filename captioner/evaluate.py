@@ -18,6 +18,7 @@ import torch
 
 from .metrics import (TEXT_METRICS, GroundingSample, caption_scores, grounding_scores,
                       object_vocabulary)
+from .data.check import MAX_MISSING, check_images
 from .data.karpathy import ImageRecord, load_karpathy, split_records
 from .model import Caption, Captioner, default_checkpoint_dir
 
@@ -27,6 +28,11 @@ def image_size(record: ImageRecord) -> tuple[int, int]:
     from PIL import Image
     with Image.open(record.path) as im:
         return im.size
+
+
+def classifier_words(captions: Iterable[Caption]) -> set[str]:
+    """Words the classifier chose for object slots: each one claims an object, right or wrong."""
+    return {w for cap in captions for w, src in zip(cap.words, cap.sources) if src == "classifier"}
 
 
 def evaluate_captions(model: Captioner, batches: Iterable[tuple[Sequence[Hashable], torch.Tensor]],
@@ -56,6 +62,7 @@ def evaluate_captions(model: Captioner, batches: Iterable[tuple[Sequence[Hashabl
     with_objects = [i for i in captions if by_id[i].objects]
     if vocabulary is None:
         vocabulary = object_vocabulary(r.objects for r in records if r.objects)
+    vocabulary = vocabulary | classifier_words(captions.values())
     samples = [GroundingSample(captions[i].words, captions[i].alphas, image_size(by_id[i]),
                                by_id[i].objects) for i in with_objects]
     grounding = grounding_scores(samples, vocabulary)
@@ -116,10 +123,16 @@ def evaluate(model: Captioner, records: Sequence[ImageRecord], beam_size: int = 
     return result
 
 
+EXIT_STATUS = ("exit status: 0 every image scored; 1 some images skipped (unreadable, or missing "
+               "with --allow-missing); 2 bad arguments, data file or checkpoint, or more than 1% "
+               "of the images missing (nothing evaluated); 3 no image, or more than 1% of them, "
+               "could be scored")
+
+
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Evaluate a checkpoint on a split of a Karpathy-format "
                                             "data set: BLEU, METEOR, ROUGE-L, CIDEr, grounding.",
-                                add_help=add_help)
+                                epilog=EXIT_STATUS, add_help=add_help)
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: checkpoints/default)")
     p.add_argument("--encoder-weights", default=None,
                    help="local encoder weights for a checkpoint whose encoder was not fine-tuned")
@@ -137,6 +150,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="never repeat N words in a row within a caption; 0: off "
                         "(default: the checkpoint's setting)")
     p.add_argument("--max-images", type=int, default=None, metavar="N", help="only the first N images")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="evaluate even when more than 1%% of the images are missing or unreadable "
+                        "(they are skipped; exit status 1)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--no-meteor", action="store_true",
                    help="skip METEOR (it starts Java and loads a paraphrase table: 10-20 s)")
@@ -170,7 +186,8 @@ def format_table(result: dict, split: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Evaluate and print; exit status 2 for bad arguments or inputs, 1 if no image could be read."""
+    """Evaluate and print; exit status 2 for bad arguments or inputs, 1 if some images were
+    skipped, 3 if none or too many (more than 1%, without --allow-missing) could be scored."""
     from .checkpoint import CheckpointError
     from .encoders import EncoderWeightsError
 
@@ -187,11 +204,16 @@ def main(args: argparse.Namespace) -> int:
     try:
         everything = load_karpathy(args.data, args.images)
         records = split_records(everything, args.split)
+        records = records[:args.max_images] if args.max_images else records
+        # one stat per image, before the model loads: a wrong folder ends here, in a sentence
+        missing = check_images({args.split: records}, args.data, args.images, args.allow_missing)
     except ValueError as e:
-        print(f"error: {args.data}: {e}" if str(args.data) not in str(e) else f"error: {e}",
+        print(f"error: {args.data}: {e}" if str(Path(args.data)) not in str(e) else f"error: {e}",
               file=sys.stderr)
         return 2
-    records = records[:args.max_images] if args.max_images else records
+    gone = [{"id": r.id, "image": str(r.path), "error": f"{r.path}: no such file."}
+            for r in records if r.id in missing]  # summarised above: no line each
+    records = [r for r in records if r.id not in missing]
     vocabulary = object_vocabulary(r.objects for r in everything if r.objects)
     try:
         model = Captioner.load(args.checkpoint, encoder_weights=args.encoder_weights)
@@ -204,6 +226,15 @@ def main(args: argparse.Namespace) -> int:
 
     result = evaluate(model, records, args.beam_size, args.batch_size, args.max_len,
                       args.length_penalty, vocabulary, meteor=not args.no_meteor)
+    result["skipped"] = gone + result["skipped"]
+    result["counts"]["skipped"] = len(result["skipped"])
+    total, skipped = len(records) + len(gone), result["skipped"]
+    check = (f"`python -m captioner check-data --data {args.data}"
+             f"{f' --images {args.images}' if args.images else ''}` lists them")
+    if not result["n_images"]:
+        print(f"error: no image of split '{args.split}' could be scored: none of the {total} could "
+              f"be read (e.g. {skipped[0]['error']}); {check}", file=sys.stderr)
+        return 3
     captions = result.pop("captions")
     if args.out:
         out = Path(args.out)
@@ -217,4 +248,11 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(result), flush=True)
     else:
         print(format_table(result, args.split), flush=True)
-    return 0 if result["n_images"] else 1
+    if len(skipped) > MAX_MISSING * total and not args.allow_missing:
+        print(f"error: {len(skipped)} of the {total} images of split '{args.split}' "
+              f"({len(skipped) / total:.1%}, more than the {MAX_MISSING:.0%} allowed) could not be "
+              f"read and were skipped, so the scores are of the rest only "
+              f"(e.g. {skipped[0]['error']}); {check}, or pass --allow-missing to accept this",
+              file=sys.stderr)
+        return 3
+    return 1 if skipped else 0

@@ -15,24 +15,41 @@ from .checkpoint import (WEIGHTS, CheckpointData, CheckpointError, load_checkpoi
 from .decoder import Decoder, DecoderConfig
 from .encoders import GRID, Encoder
 from .images import ImageInput, load_image
-from .vocab import Vocabulary
+from .names import NameChoice, has_slots, imagenet_names, fill_slots, name_slots
+from .vocab import SLOT, SLOT_PLURAL, Vocabulary
 
 
 @dataclass
 class Caption:
-    """A generated caption with the attention behind each word."""
+    """A generated caption with the attention behind each word.
+
+    `sources[t]` says where word t came from: "decoder" (the language model's vocabulary) or
+    "classifier" (an object slot named by the encoder's ImageNet head on that step's attended
+    context; `names[t]` then holds its top 3 names with probabilities, else it is empty).
+    A classifier word may be several words long ("cup of coffee"): one entry per attention map.
+    """
     words: list[str]
     alphas: np.ndarray  # (len(words), 14, 14), each map sums to 1
     score: float  # the beam's ranking score (log-probability unless length-normalised)
     image: object = None  # the RGB PIL image that was captioned, for drawing the attention
+    sources: list[str] | None = None  # None: every word from the decoder
+    names: list[list[NameChoice]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.sources is None:
+            self.sources = ["decoder"] * len(self.words)
+        if self.names is None:
+            self.names = [[] for _ in self.words]
 
     @property
     def text(self) -> str:
         return " ".join(self.words)
 
     def to_dict(self) -> dict:
-        """JSON-friendly form: words, text, score and the attention as nested lists."""
+        """JSON-friendly form: words, text, score, word sources, names and the attention."""
         return {"caption": self.text, "words": self.words, "score": self.score,
+                "sources": self.sources,
+                "names": [[c.to_dict() for c in choices] for choices in self.names],
                 "alphas": np.round(self.alphas, 5).tolist()}
 
 
@@ -96,6 +113,19 @@ class Captioner:
         model.extra = data.extra
         return model
 
+    def add_words(self, words: Sequence[str], like: dict[str, Sequence[str]] | None = None) -> list[str]:
+        """Append the `words` the vocabulary lacks (the decoder grows with it); returns them.
+
+        `like[w]`: existing words whose decoder rows new word w starts from (their mean).
+        """
+        vocab = self.vocab.extended(words)
+        added = vocab.itos[len(self.vocab):]
+        like = like or {}
+        self.decoder.add_words([[self.vocab.stoi[x] for x in like.get(w, ()) if x in self.vocab.stoi]
+                                for w in added])
+        self.vocab = vocab
+        return added
+
     def checkpoint_data(self, extra: dict | None = None) -> CheckpointData:
         return CheckpointData(
             encoder=self.encoder.name, fine_tune=self.encoder.fine_tune,
@@ -127,15 +157,37 @@ class Captioner:
     def decode(self, features: torch.Tensor, beam_size: int = 3, max_len: int | None = None,
                length_penalty: float = 0.0, no_repeat_ngram: int | None = None) -> list[Caption]:
         """Beam search over features (B, 196, C); `max_len`/`no_repeat_ngram` None: the model's."""
+        slots = [self.vocab.stoi[w] for w in (SLOT, SLOT_PLURAL) if w in self.vocab.stoi]
         hyps = beam_search(self.decoder, features, self.vocab.start, self.vocab.end,
                            beam_size=beam_size, max_len=max_len or self.max_len,
                            length_penalty=length_penalty,
                            banned=(self.vocab.start, self.vocab.pad),
                            no_repeat_ngram=(self.no_repeat_ngram if no_repeat_ngram is None
-                                            else no_repeat_ngram))
-        return [Caption(words=[self.vocab.itos[i] for i in h.tokens],
-                        alphas=h.alphas.reshape(-1, GRID, GRID).numpy().astype(np.float32),
-                        score=float(h.score)) for h in hyps]
+                                            else no_repeat_ngram),
+                           repeat_exempt=slots)
+        words = [[self.vocab.itos[i] for i in h.tokens] for h in hyps]
+        choices = [[[] for _ in w] for w in words]
+        sources = [["decoder"] * len(w) for w in words]
+        if slots and any(has_slots(w) for w in words):
+            # the decoder said "an object here": the encoder's classifier names what it looked at
+            if not self.encoder.has_classifier:
+                raise RuntimeError(f"this model names objects with {self.encoder.name}'s ImageNet "
+                                   "classifier, which was not loaded (no pretrained weights)")
+            names = imagenet_names()
+            steps = [[t for t, w in enumerate(ws) if w in (SLOT, SLOT_PLURAL)] for ws in words]
+            named = name_slots(self.encoder, names, [h.alphas for h in hyps], features, steps)
+            for b, ws in enumerate(words):
+                filled, keep = fill_slots(ws, named[b], names)
+                for t, opts in zip(steps[b], named[b]):
+                    choices[b][t], sources[b][t] = opts, "classifier"
+                words[b] = filled
+                if not all(keep):  # a phrase left out: its attention and records go with it
+                    sources[b] = [x for x, k in zip(sources[b], keep) if k]
+                    choices[b] = [x for x, k in zip(choices[b], keep) if k]
+                    hyps[b].alphas = hyps[b].alphas[torch.tensor(keep)]
+        return [Caption(words=w, alphas=h.alphas.reshape(-1, GRID, GRID).numpy().astype(np.float32),
+                        score=float(h.score), sources=src, names=ch)
+                for w, h, src, ch in zip(words, hyps, sources, choices)]
 
     def caption(self, images: ImageInput | Sequence[ImageInput], beam_size: int = 3,
                 max_len: int | None = None, length_penalty: float = 0.0,

@@ -29,15 +29,16 @@ from torch import nn
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data.check import check_images
 from .data.features import cache_features
 from .data.grounding import mention_targets
-from .data.karpathy import ImageRecord, load_karpathy, split_records
+from .data.karpathy import DataError, ImageRecord, load_karpathy, split_records
 from .decoder import caption_loss
-from .encoders import GRID
+from .encoders import ENCODERS, GRID
 from .evaluate import image_size
 from .images import load_image
 from .model import Captioner
-from .vocab import Vocabulary
+from .vocab import SLOT, SLOT_PLURAL, SPECIALS, Vocabulary
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -45,9 +46,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                 add_help=add_help)
     p.add_argument("--data", required=True, help="Karpathy-format captions.json / dataset_*.json")
     p.add_argument("--images", default=None, help="image folder (default: beside the JSON)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="train even when more than 1%% of the train or val images are missing "
+                        "(they are left out); without it such a run stops before any work")
     p.add_argument("--out", required=True, help="run folder: last/, best/, curve.png, log.jsonl")
     p.add_argument("--cache", default=None, help="feature cache folder (default: OUT/features)")
-    p.add_argument("--encoder", default="efficientnet-lite2")
+    p.add_argument("--encoder", default="efficientnet-lite2", help=f"one of {', '.join(ENCODERS)}")
     p.add_argument("--encoder-weights", default=None, help="local encoder weights file")
     p.add_argument("--fine-tune", action="store_true",
                    help="also train the encoder's last stages (with --resume: the paper's second "
@@ -90,6 +94,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="start a new run from this model's weights, sizes and vocabulary "
                         "(a fresh optimizer; epochs count from 1)")
+    p.add_argument("--add-words", action="store_true",
+                   help="with --init-from: add the new data's words seen at least --min-word-freq "
+                        "times to the model's vocabulary (else they train as <unk>)")
     p.add_argument("--test-only", action="store_true",
                    help="only evaluate OUT/best (or OUT/last) on the validation split")
     return p
@@ -255,14 +262,16 @@ def evaluate(model: Captioner, records: list[ImageRecord], features: FeatureSour
 
     When the records list objects, also pointing accuracy and object recall, to watch grounding.
     """
+    from .evaluate import classifier_words
     from .metrics import GroundingSample, bleu4, grounding_scores, object_vocabulary
 
     model.encoder.eval()
     model.decoder.eval()
-    hyps, refs, samples = {}, {}, []
+    hyps, refs, samples, captions = {}, {}, [], []
     for i in range(0, len(records), 32):
         rows = list(range(i, min(i + 32, len(records))))
         for row, cap in zip(rows, model.decode(features(rows, args.device), args.val_beam_size)):
+            captions.append(cap)
             hyps[row] = cap.text
             refs[row] = [" ".join(t) for t in records[row].captions]
             if records[row].objects:
@@ -270,13 +279,29 @@ def evaluate(model: Captioner, records: list[ImageRecord], features: FeatureSour
                                                records[row].objects))
     result = {"bleu4": bleu4(refs, hyps)}
     if samples:
-        scores = grounding_scores(samples, object_vocabulary(r.objects for r in records))
+        vocabulary = object_vocabulary(r.objects for r in records) | classifier_words(captions)
+        scores = grounding_scores(samples, vocabulary)
         result.update({key: scores[key] for key in ("pointing_accuracy", "object_recall")})
     return {**result, "samples": [hyps[r] for r in sorted(hyps)[:3]]}
 
 
+def grow_vocabulary(model: Captioner, records: list[ImageRecord], min_freq: int) -> list[str]:
+    """A model started from another's learns the new data's words seen `min_freq` times or more.
+
+    The slot words start from the mean of the object nouns the model already knows (singular
+    for `<obj>`, plural for `<objs>`), so they begin life as "some object".
+    """
+    frequent = Vocabulary.build([t for r in records for t in r.captions], min_freq).itos[len(SPECIALS):]
+    heads = {SLOT: set(), SLOT_PLURAL: set()}
+    for r in records:
+        for obj in r.objects:
+            heads[SLOT].add(obj["words"][0])
+            heads[SLOT_PLURAL].add(obj["words"][1])
+    return model.add_words(frequent, like={k: sorted(v) for k, v in heads.items()})
+
+
 def report_unknown_words(vocab: Vocabulary, records: list[ImageRecord], source) -> None:
-    """A model started from another's keeps its vocabulary: say how much of the new data it lacks."""
+    """Say how much of the new data the (grown) vocabulary of a model started from another lacks."""
     tokens = [t for r in records for c in r.captions for t in c]
     unknown = sum(t not in vocab.stoi for t in tokens)
     print(f"starting from {source}: vocabulary of {len(vocab)} words; {unknown} of {len(tokens)} "
@@ -327,18 +352,25 @@ def main(args: argparse.Namespace) -> int:
         print("error: --init-from starts a new run; it cannot go with --resume or --test-only",
               file=sys.stderr)
         return 2
+    if args.max_val_images < 1:
+        print("error: --max-val-images must be at least 1", file=sys.stderr)
+        return 2
+    if args.encoder not in ENCODERS:
+        print(f"error: unknown encoder {args.encoder!r}; known: {', '.join(ENCODERS)}", file=sys.stderr)
+        return 2
     rank, world = init_distributed(args)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     out = Path(args.out)
     last_dir, best_dir = out / "last", out / "best"
     records = load_karpathy(args.data, args.images)
     train_records = split_records(records, "train")
     val_records = split_records(records, "val")[:args.max_val_images]
-    if not train_records or not val_records:
-        print(f"error: {args.data} needs images in both the train and val splits "
-              f"(found {len(train_records)} and {len(val_records)})", file=sys.stderr)
-        return 2
+    # Before any long work (the model, the feature pass): a wrong image folder ends here, in a
+    # sentence, instead of in epochs trained on zero features and a checkpoint of nonsense.
+    missing = check_images({"val": val_records} if args.test_only else
+                           {"train": train_records, "val": val_records},
+                           args.data, args.images, args.allow_missing, quiet=rank != 0)
+    val_records = [r for r in val_records if r.id not in missing]
 
     state = {"epoch": 0, "step": 0, "best_bleu4": -1.0, "epochs_since_best": 0, "history": []}
     optimizer_meta = None
@@ -362,6 +394,11 @@ def main(args: argparse.Namespace) -> int:
         except CheckpointError as e:
             print(f"error: cannot start from {args.init_from}: {e}", file=sys.stderr)
             return 2
+        if args.add_words:
+            added = grow_vocabulary(model, train_records, args.min_word_freq)
+            if rank == 0:
+                print(f"added {len(added)} words to the vocabulary: {' '.join(added[:20])}"
+                      + (" ..." if len(added) > 20 else ""), file=sys.stderr)
         if rank == 0:
             report_unknown_words(model.vocab, train_records, args.init_from)
     else:
@@ -377,16 +414,22 @@ def main(args: argparse.Namespace) -> int:
     if start_fine_tune:  # the paper's second stage: unfreeze the encoder's last stages now
         model.encoder.set_fine_tune(True)
     model.to(args.device)
+    out.mkdir(parents=True, exist_ok=True)
 
     def source_for(split_records_: list[ImageRecord], split: str) -> FeatureSource:
-        if model.encoder.fine_tune:
-            return FeatureSource(model, split_records_, None)
+        if model.encoder.fine_tune:  # images read per batch; missing ones left out of training
+            return FeatureSource(model, split_records_, None, {r.id for r in split_records_} & missing)
         cache_dir = args.cache or out / "features"
         if world > 1 and rank != 0:
             dist.barrier()  # rank 0 encodes; the others wait, then read its cache
         feats, meta = cache_features(model.encoder, split_records_, cache_dir, split, device=args.device)
         if world > 1 and rank == 0:
             dist.barrier()
+        if len(meta["bad_ids"]) == len(split_records_):
+            raise DataError(f"{args.data}: none of the {len(split_records_)} {split} images could "
+                            f"be read (e.g. {split_records_[0].path}); "
+                            f"`python -m captioner check-data --data {args.data}"
+                            f"{f' --images {args.images}' if args.images else ''}` says why")
         return FeatureSource(model, split_records_, feats, meta["bad_ids"])
 
     val_source = source_for(val_records, "val")

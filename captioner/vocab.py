@@ -9,8 +9,11 @@ from typing import Iterable, Sequence
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
+# Slot words: "an object comes here" (singular / plural); the encoder's ImageNet classifier
+# names it from that step's attention (see `names.py`). Ordinary words of a vocabulary.
+SLOT, SLOT_PLURAL = "<obj>", "<objs>"
 
-_TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_TOKEN_RE = re.compile(r"<objs?>|[a-z0-9]+(?:'[a-z]+)?")
 
 
 def tokenize(text: str) -> list[str]:
@@ -37,6 +40,10 @@ class Vocabulary:
         kept = sorted((w for w, n in counts.items() if n >= min_freq and w not in SPECIALS),
                       key=lambda w: (-counts[w], w))
         return cls([*SPECIALS, *kept])
+
+    def extended(self, words: Iterable[str]) -> "Vocabulary":
+        """This vocabulary with `words` it lacks appended: old indices keep their meaning."""
+        return Vocabulary([*self.itos, *(w for w in dict.fromkeys(words) if w not in self.stoi)])
 
     def __len__(self) -> int:
         return len(self.itos)

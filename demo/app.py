@@ -22,7 +22,7 @@ from captioner import (Caption, CheckpointError, EncoderWeightsError, ImageError
                        default_checkpoint_dir, load_image)
 
 from .models import ModelStore
-from .render import Rendered, display_copy, render_gif, render_grid, start_render
+from .render import Rendered, display_copy, render_gif, render_grid, start_render, word_note
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -232,6 +232,10 @@ class CaptionDemo:
         frame, position, _ = self.goto(rendered, _position(index))
         return frame, position
 
+    def word_info(self, rendered: Rendered | None, index: Any) -> str:
+        """Under the attention: whether the classifier named the selected word, and its top 3."""
+        return word_note(rendered, _position(index))
+
     def new_scene(self) -> tuple[Image.Image, str]:
         """A random synthetic picture and, under it, one of its reference captions."""
         if self.scene_maker is None:
@@ -285,6 +289,7 @@ class CaptionDemo:
                     chips = gr.Radio(choices=[], label="Words (click one)", elem_id="word-chips")
                     attention = gr.Image(label="Where the model looked", interactive=False, height=400,
                                          buttons=["download", "fullscreen"], elem_id="attention")
+                    word_names = gr.Markdown("", elem_id="word-names")
                     slider = gr.Slider(1, 2, value=1, step=1, label="Word", interactive=False, buttons=[],
                                        elem_id="word-slider")
                     with gr.Row():
@@ -328,6 +333,7 @@ class CaptionDemo:
             slider.input(self.on_slide, [rendered, slider], [attention, chips], trigger_mode="always_last",
                          **fast)
             chips.input(self.on_chip, [rendered, chips], [attention, slider], **fast)
+            chips.change(self.word_info, [rendered, chips], [word_names], **fast)
             scene_btn.click(self.new_scene, None, [image, scene_note], api_visibility="private")
             # another picture: the scene's reference caption no longer applies (cleared in the browser)
             gr.on([image.upload, image.clear] + ([examples.dataset.click] if examples else []),

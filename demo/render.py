@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -29,6 +29,8 @@ class Rendered:
     words: list[str]
     alphas: np.ndarray  # (n, 14, 14)
     base: Path  # the captioned picture at display size; frames are saved next to it
+    sources: list[str] = field(default_factory=list)  # per word: "decoder" or "classifier"
+    names: list[list[dict]] = field(default_factory=list)  # per word: the classifier's top names
 
     def __len__(self) -> int:
         return len(self.words)
@@ -100,7 +102,24 @@ def start_render(caption: Caption, folder: Path, side: int = 448) -> Rendered:
     base = folder / "image.jpg"
     _save_atomic(display_copy(caption.image, side), base)
     return Rendered(text=caption.text, words=list(caption.words),
-                    alphas=np.asarray(caption.alphas, dtype=np.float32), base=base)
+                    alphas=np.asarray(caption.alphas, dtype=np.float32), base=base,
+                    sources=list(caption.sources),
+                    names=[[c.to_dict() for c in choices] for choices in caption.names])
+
+
+def word_note(rendered: Rendered | None, index: int) -> str:
+    """One line on where word `index` came from: the decoder, or the classifier and its top names."""
+    if rendered is None or not rendered.words or not rendered.sources:
+        return ""
+    i = rendered.clamp(index)
+    word = rendered.words[i]
+    if rendered.sources[i] != "classifier":
+        return f"**{word}**: from the decoder's own vocabulary."
+    options = " · ".join(
+        f"{c['name']} {c['probability']:.0%}" + (f" ({c['detail']})" if c["detail"] != c["name"] else "")
+        for c in rendered.names[i])
+    return (f"**{word}**: named by the encoder's ImageNet classifier from where the model looked. "
+            f"Its top 3: {options}")
 
 
 def render_gif(rendered: Rendered, name: str = "attention.gif") -> Path | None:

@@ -186,3 +186,22 @@ def test_model_names_are_unique_and_unknown_ones_refused(tmp_path):
         store.folder("../etc")
     with pytest.raises(CheckpointError, match="no model is installed"):
         ModelStore([]).get()
+
+
+def test_the_selected_word_says_whether_the_classifier_named_it(tmp_path):
+    from captioner import Caption
+    from captioner.names import NameChoice
+    from demo.app import CaptionDemo
+    from demo.render import start_render
+
+    picture = Image.new("RGB", (32, 32), "white")
+    cap = Caption(words=["a", "cat"], alphas=np.full((2, 14, 14), 1 / 196, dtype=np.float32),
+                  score=-1.0, image=picture, sources=["decoder", "classifier"],
+                  names=[[], [NameChoice("cat", 0.91, "tabby cat"), NameChoice("dog", 0.05, "pug"),
+                              NameChoice("fox", 0.01, "fox")]])
+    rendered = start_render(cap, tmp_path)
+    app = CaptionDemo.__new__(CaptionDemo)
+    assert "decoder" in app.word_info(rendered, 0)
+    note = app.word_info(rendered, 1)
+    assert "classifier" in note and "cat 91% (tabby cat)" in note and "dog 5% (pug)" in note
+    assert app.word_info(None, 0) == ""

@@ -237,3 +237,37 @@ def test_object_counts_set_how_many_objects_scenes_hold(dataset, sources, tmp_pa
     for bad in (["0", "0", "0"], ["1", "-1", "1"], ["nan", "1", "1"]):
         assert main(get_args_parser().parse_args(argv + ["--object-counts", *bad])) == 2
         assert "--object-counts" in capsys.readouterr().err
+
+
+def _photo_folder(root: Path) -> Path:
+    """A tiny extracted photo folder: one landscape, two labelled photos (train) and one (test)."""
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    records = []
+    for name, role, split, extra in [("field", "scene", "train", {"places": ["in a field"]}),
+                                     ("owl", "object", "train", {}), ("apple", "object", "train", {}),
+                                     ("kettle", "object", "test", {})]:
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(root / "images" / f"{name}.jpg")
+        records.append({"file": f"images/{name}.jpg", "label": name, "names": [name], "role": role,
+                        "split": split, "source": "test", "licence": "CC0-1.0", **extra})
+    (root / "photos.json").write_text(json.dumps(records))
+    return root
+
+
+def test_real_photos_become_mentioned_backgrounds_and_slot_captioned_images(tmp_path, sources):
+    photos = _photo_folder(tmp_path / "photos")
+    data = generate_scenes(tmp_path / "out", 3, seed=5, sources=sources, size=64, progress=False,
+                           photos_dir=photos)
+    scenes, pictures = data["images"][:3], data["images"][3:]
+    assert len(pictures) == 4  # two training photos, each also mirrored; the test photo is left out
+    assert [p["photo"] for p in pictures] == ["images/owl.jpg"] * 2 + ["images/apple.jpg"] * 2
+    for p in pictures:
+        assert (tmp_path / "out" / "images" / p["filename"]).is_file() and p["split"] == "train"
+        for s in p["sentences"]:
+            assert "<obj>" in s["tokens"] and "<obj>" not in s["raw"]
+            assert ("owl" in s["raw"].lower()) == (p["photo"] == "images/owl.jpg")
+    assert all(len(s["sentences"]) == 5 for s in scenes)
+    maker = BackgroundMaker(64, kind_weights={"scene": 1.0},
+                            scene_photos=[(np.zeros((60, 80, 3), np.uint8), ("in a field",))])
+    background = maker.make(np.random.default_rng(1))
+    assert background.kind == "scene" and background.places == ("in a field",)

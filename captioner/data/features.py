@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..encoders import Encoder
+from ..encoders import ENCODERS, Encoder
 from ..images import ImageError, load_image
+from .check import check_images
 from .karpathy import ImageRecord, load_karpathy, split_records
 
 
@@ -33,7 +34,8 @@ def _load_batch(encoder: Encoder, records: list[ImageRecord]):
         try:
             images.append(load_image(r.path))
         except ImageError as e:
-            warnings.warn(f"skipping {r.path}: {e}")
+            if r.path.is_file():  # missing files were summarised by check_images: no line each
+                warnings.warn(f"skipping {r.path}: {e}")
             images.append(None)
             bad.append(r.id)
     good = [im for im in images if im is not None]
@@ -102,17 +104,25 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                 add_help=add_help)
     p.add_argument("--data", required=True, help="captions.json / dataset_*.json in Karpathy format")
     p.add_argument("--images", default=None, help="image folder (default: beside the JSON)")
-    p.add_argument("--encoder", default="efficientnet-lite2")
+    p.add_argument("--encoder", default="efficientnet-lite2", help=f"one of {', '.join(ENCODERS)}")
     p.add_argument("--encoder-weights", default=None, help="local weights file for the encoder")
     p.add_argument("--out", required=True, help="cache folder")
     p.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="go on when more than 1%% of a split's images are missing (they get zero "
+                        "features and are listed as bad)")
     return p
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.encoder not in ENCODERS:
+        print(f"error: unknown encoder {args.encoder!r}; known: {', '.join(ENCODERS)}", file=sys.stderr)
+        return 2
     records = load_karpathy(args.data, args.images)
+    check_images({split: split_records(records, split) for split in args.splits}, args.data,
+                 args.images, args.allow_missing)  # before the encoder: a wrong folder ends here
     encoder = Encoder(args.encoder, weights_path=args.encoder_weights)
     for split in args.splits:
         feats, meta = cache_features(encoder, split_records(records, split), args.out, split,

@@ -17,6 +17,10 @@ from ..vocab import tokenize
 SPLITS = ("train", "val", "test")
 
 
+class DataError(ValueError):
+    """The data cannot be used as given; the message is one sentence with the likely fix."""
+
+
 @dataclass
 class ImageRecord:
     id: int  # position in the JSON file: stable, used to index cached features
@@ -42,14 +46,14 @@ def load_karpathy(json_path: str | Path, images_dir: str | Path | None = None) -
     """All images of a Karpathy-format file, image paths resolved against `images_dir`.
 
     Without `images_dir`, paths are relative to the JSON file's folder (where our scenes keep
-    `images/`). A malformed file raises ValueError naming the file and the entry.
+    `images/`). A missing or malformed file raises DataError naming the file and the entry.
     """
     json_path = Path(json_path)
     try:
         data = json.loads(json_path.read_text(encoding="utf-8"))
         entries = data["images"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{json_path}: not a Karpathy split file ({e})") from None
+        raise DataError(f"{json_path}: not a Karpathy split file ({e})") from None
     base = Path(images_dir) if images_dir else json_path.parent
     records = []
     for i, entry in enumerate(entries):
@@ -62,14 +66,14 @@ def load_karpathy(json_path: str | Path, images_dir: str | Path | None = None) -
                                        captions=captions, references=references,
                                        objects=entry.get("objects", [])))
         except (KeyError, TypeError, AttributeError) as e:
-            raise ValueError(f"{json_path}: image entry {i} is malformed (missing {e})") from None
+            raise DataError(f"{json_path}: image entry {i} is malformed (missing {e})") from None
     return records
 
 
 def split_records(records: list[ImageRecord], split: str) -> list[ImageRecord]:
-    """The records of one split; ValueError naming the splits there are when it is empty."""
+    """The records of one split; DataError naming the splits there are when it is empty."""
     chosen = [r for r in records if r.split == split]
     if not chosen:
         there = ", ".join(sorted({r.split for r in records})) or "none"
-        raise ValueError(f"no images in split {split!r} (splits in the data: {there})")
+        raise DataError(f"no images in split {split!r} (splits in the data: {there})")
     return chosen

@@ -19,6 +19,9 @@ class ObjectSource:
     head: str
     head_plural: str
     image: Image.Image
+    # named in training captions by the slot `<obj>`, i.e. by the encoder's ImageNet classifier
+    slot: bool = False
+    also: tuple[str, ...] = ()  # other words that name it correctly (ImageNet names, plurals)
 
     def __post_init__(self) -> None:
         if self.image.mode != "RGBA":

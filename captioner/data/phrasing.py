@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..vocab import SLOT, SLOT_PLURAL
+
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
 
 _NUMBERS = {2: "two", 3: "three"}
@@ -36,6 +38,7 @@ class Group:
     head_plural: str
     boxes: tuple[Box, ...]
     objects: tuple[int, ...]  # indices of the copies in the scene's object list
+    slot: bool = False  # training tokens name it with `<obj>`/`<objs>` (the classifier names it)
 
     @property
     def count(self) -> int:
@@ -65,24 +68,31 @@ def _last_index(words: Sequence[str], word: str) -> int:
     return len(words) - 1 - list(reversed(words)).index(word)
 
 
-def noun_phrase(group: Group, form: str) -> tuple[list[str], int | None]:
+def noun_phrase(group: Group, form: str, slot: bool = False) -> tuple[list[str], int | None]:
     """Words for a group in one grammatical form, and where its head noun is among them.
 
     Forms: "a" (a lion / two lions), "the" (the lion / the two lions), "bare" (lion / lions),
-    "pl" (lions, for "a pair of lions"), "be" (is / are; names nothing).
+    "pl" (lions, for "a pair of lions"), "be" (is / are; names nothing). With `slot`, the name
+    is the slot word `<obj>` / `<objs>` and the article "a" (the name, and so its article, is
+    only known once the classifier has chosen it).
     """
     singular = group.count == 1
     name = group.name.split() if singular else group.plural.split()
     head = _last_index(name, group.head if singular else group.head_plural)
+    if slot:
+        name, head = [SLOT if singular else SLOT_PLURAL], 0
     if form == "be":
         return (["is"] if singular else ["are"]), None
     if form == "bare":
         return name, head
     if form == "pl":
+        if slot:
+            return [SLOT_PLURAL], 0
         plural = group.plural.split()
         return plural, _last_index(plural, group.head_plural)
     if form == "a":
-        lead = [indefinite_article(group.name)] if singular else [_NUMBERS[group.count]]
+        article = "a" if slot else indefinite_article(group.name)
+        lead = [article] if singular else [_NUMBERS[group.count]]
     elif form == "the":
         lead = ["the"] if singular else ["the", _NUMBERS[group.count]]
     else:
@@ -131,23 +141,27 @@ def position_phrases(box: Box, size: int) -> tuple[str, ...]:
 
 def realise(template: str, slots: dict[str, int], groups: Sequence[Group]) -> Sentence:
     """Fill a template such as "{A} to the left of {B}" with the groups' words."""
-    words: list[str] = []
+    words: list[str] = []  # what the sentence says
+    token_words: list[str] = []  # what a model learns to say: slot words for slot groups
     mentions: list[tuple[int, int]] = []
     for part in template.split():
         match = _SLOT.fullmatch(part)
         if match is None:
             words.append(part)
+            token_words.append(part)
             continue
         letter, form, comma = match.groups()
         group = groups[slots[letter]]
-        phrase, head = noun_phrase(group, form or "a")
+        phrase, _ = noun_phrase(group, form or "a")
+        said, head = noun_phrase(group, form or "a", slot=group.slot)
         if head is not None:
-            mentions.extend((obj, len(words) + head) for obj in group.objects)
+            mentions.extend((obj, len(token_words) + head) for obj in group.objects)
         words.extend(phrase)
+        token_words.extend(said)
         if comma:
             words[-1] += ","
     raw = " ".join(words)
-    tokens = tuple(w.rstrip(",").lower() for w in words)
+    tokens = tuple(w.rstrip(",").lower() for w in token_words)
     return Sentence(tokens, raw[0].upper() + raw[1:] + ".", tuple(sorted(mentions)))
 
 

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from .backgrounds import Background, BackgroundMaker
 from .objects import ObjectSource
-from .phrasing import Box, Group, Sentence, describe
+from ..vocab import SLOT
+from .phrasing import Box, Group, Sentence, describe, indefinite_article
 
 SplitSpec = Union[str, Sequence[float]]
 SPLITS = ("train", "val", "test")
@@ -181,7 +182,8 @@ def groups_of(objects: Sequence[PlacedObject]) -> list[Group]:
     for indices in members.values():
         src = objects[indices[0]].source
         boxes = tuple(objects[k].box for k in indices)
-        groups.append(Group(src.name, src.plural, src.head, src.head_plural, boxes, tuple(indices)))
+        groups.append(Group(src.name, src.plural, src.head, src.head_plural, boxes, tuple(indices),
+                            src.slot))
     return groups
 
 
@@ -272,7 +274,7 @@ def scene_record(scene: Scene, imgid: int, split: str, filename: str) -> dict:
             {
                 "name": obj.source.name,
                 "head": obj.source.head,
-                "words": [obj.source.head, obj.source.head_plural],
+                "words": [obj.source.head, obj.source.head_plural, *obj.source.also],
                 "box": list(obj.box),
                 "mentions": mentions,
             }
@@ -293,9 +295,10 @@ _worker_state: dict = {}  # per worker process: what `_write_scene` needs, set o
 
 
 def _init_worker(out_dir: Path, seed: int, sources, size: int, splits: list[str],
-                 object_counts: Sequence[float]) -> None:
+                 object_counts: Sequence[float], scene_photos=()) -> None:
     _worker_state.update(out_dir=out_dir, seed=seed, sources=sources, size=size, splits=splits,
-                         object_counts=object_counts, backgrounds=BackgroundMaker(size))
+                         object_counts=object_counts,
+                         backgrounds=BackgroundMaker(size, scene_photos=scene_photos))
 
 
 def _write_scene(imgid: int) -> dict:
@@ -319,12 +322,15 @@ def generate_scenes(
     progress: bool = True,
     workers: int = 1,
     object_counts: Sequence[float] | None = None,
+    photos_dir: str | Path | None = None,
 ) -> dict:
     """Write `count` scenes to out_dir/images and out_dir/captions.json; returns the JSON data.
 
     Image k depends only on (seed, k), so a run is reproducible byte for byte, with any number
     of worker processes. `object_counts`: weights of 1, 2 and 3 objects per scene (default
-    `OBJECT_COUNTS`).
+    `OBJECT_COUNTS`). `photos_dir`: real photos extracted by `python -m captioner photos`; its
+    training landscapes become backgrounds that captions mention, and its training object
+    photos are added as images of their own, captioned with the slot word (see `photo_records`).
     """
     if count < 0 or seed < 0:
         raise ValueError("count and seed must not be negative")
@@ -335,8 +341,9 @@ def generate_scenes(
     counts = OBJECT_COUNTS if object_counts is None else object_count_shares(object_counts)
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    scene_photos = load_scene_photos(photos_dir) if photos_dir else []
     setup = (out_dir, seed, list(sources), size, assign_splits(count, seed, split_fractions),
-             tuple(counts))
+             tuple(counts), scene_photos)
     bar = dict(total=count, desc="scenes", unit="img", disable=not progress)
     if workers == 1:
         _init_worker(*setup)
@@ -347,9 +354,69 @@ def generate_scenes(
     else:
         with multiprocessing.get_context("spawn").Pool(workers, _init_worker, setup) as pool:
             images = list(tqdm(pool.imap(_write_scene, range(count), chunksize=8), **bar))
+    if photos_dir:
+        images += photo_records(photos_dir, out_dir, len(images), seed, size)
     data = {"dataset": "scenes", "images": images}
     (out_dir / "captions.json").write_text(json.dumps(data), encoding="utf-8")
     return data
+
+
+def _photo_manifest(photos_dir: str | Path) -> list[dict]:
+    path = Path(photos_dir) / "photos.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}: extract the photos first with "
+                                f"`python -m captioner photos --out {photos_dir}`")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_scene_photos(photos_dir: str | Path) -> list[tuple[np.ndarray, tuple[str, ...]]]:
+    """The training landscapes of an extracted photo folder: (RGB pixels, caption places)."""
+    out = []
+    for r in _photo_manifest(photos_dir):
+        if r["role"] == "scene" and r["split"] == "train" and r.get("places"):
+            with Image.open(Path(photos_dir) / r["file"]) as im:
+                out.append((np.asarray(im.convert("RGB")), tuple(r["places"])))
+    return out
+
+
+# Captions for a photo of one thing; {A} is "a <obj>" in the tokens, "a banana" in the text.
+PHOTO_TEMPLATES = ("{A}", "a picture of {A}", "a photo of {A}", "a close up of {A}",
+                   "an image of {A}", "there is {A} in the picture", "a view of {A}")
+
+
+def photo_records(photos_dir: str | Path, out_dir: str | Path, first_id: int, seed: int,
+                  size: int = 448, copies: int = 2) -> list[dict]:
+    """Training records for the labelled object photos of split "train" (a mirrored copy too).
+
+    The model only has to learn *that* the photo shows a thing and where it is: the tokens say
+    "a picture of a <obj>", and the encoder's classifier names it. No boxes: no box supervision.
+    """
+    rng = np.random.default_rng([seed, 7])
+    records = []
+    photos = [r for r in _photo_manifest(photos_dir) if r["role"] == "object" and r["split"] == "train"]
+    for r in tqdm(photos, desc="photos", unit="img"):
+        with Image.open(Path(photos_dir) / r["file"]) as im:
+            image = im.convert("RGB")
+        image.thumbnail((size, size), Image.Resampling.LANCZOS)
+        for copy in range(copies):
+            imgid = first_id + len(records)
+            filename = f"{imgid:06d}.jpg"
+            shown = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if copy % 2 else image
+            shown.save(Path(out_dir) / "images" / filename, quality=90)
+            label = r["label"]
+            chosen = rng.choice(len(PHOTO_TEMPLATES), size=5, replace=False)
+            sentences = []
+            for k, t in enumerate(chosen):
+                template = PHOTO_TEMPLATES[t]
+                raw = template.replace("{A}", f"{indefinite_article(label)} {label}")
+                tokens = template.replace("{A}", f"a {SLOT}").split()
+                sentences.append({"tokens": tokens, "raw": raw[0].upper() + raw[1:] + ".",
+                                  "imgid": imgid, "sentid": imgid * 5 + k})
+            records.append({"filename": filename, "filepath": "images", "imgid": imgid,
+                            "split": "train", "background": "photo", "photo": r["file"],
+                            "sentids": [s["sentid"] for s in sentences], "sentences": sentences,
+                            "objects": []})
+    return records
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -372,6 +439,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     parser.add_argument("--workers", type=int, default=1,
                         help="processes drawing scenes (same output for any number)")
+    parser.add_argument("--photos", metavar="DIR", default=None,
+                        help="real photos from `python -m captioner photos --out DIR`: landscapes "
+                             "as backgrounds captions mention, labelled photos as extra training "
+                             "images; and stamps the classifier names well are named by it")
     parser.add_argument("--object-counts", type=float, nargs=3, metavar=("W1", "W2", "W3"),
                         default=None, help="weights of scenes with 1, 2 and 3 objects "
                         f"(default {' '.join(map(str, OBJECT_COUNTS))})")
@@ -384,10 +455,11 @@ def _sources_from_args(args: argparse.Namespace) -> list[ObjectSource]:
 
     if args.shapes:
         return shape_sources()
+    slots = bool(getattr(args, "photos", None))
     if args.stamps:
-        return load_stamps(args.stamps)
+        return load_stamps(args.stamps, slots=slots)
     if default_stamps_dir().is_dir():
-        return load_stamps(default_stamps_dir())
+        return load_stamps(default_stamps_dir(), slots=slots)
     print(f"no stamps at {default_stamps_dir()}: using procedural shapes", file=sys.stderr)
     return shape_sources()
 
@@ -410,7 +482,7 @@ def main(args: argparse.Namespace) -> int:
     split: SplitSpec = (0.9, 0.05, 0.05) if args.split == "auto" else args.split
     data = generate_scenes(
         args.out, args.count, args.seed, sources, size=args.size, split_fractions=split,
-        workers=args.workers, object_counts=args.object_counts,
+        workers=args.workers, object_counts=args.object_counts, photos_dir=args.photos,
     )
     counts = {s: sum(img["split"] == s for img in data["images"]) for s in SPLITS}
     print(f"wrote {len(data['images'])} scenes from {len(sources)} objects to {args.out} {counts}")

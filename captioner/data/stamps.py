@@ -54,6 +54,28 @@ def load_stamp_list(path: str | Path | None = None) -> list[StampInfo]:
     return stamps
 
 
+def default_stamp_names_path() -> Path:
+    """Which ImageNet names name each stamp, and which stamps the classifier names well."""
+    return Path(__file__).with_name("stamp_imagenet.json")
+
+
+def load_stamp_names(path: str | Path | None = None) -> tuple[dict[str, tuple[str, ...]], set[str]]:
+    """{stamp name: ImageNet names (and their plurals) that name it}, and the classifier-named stamps."""
+    from ..names import imagenet_names
+
+    path = Path(path) if path is not None else default_stamp_names_path()
+    data = json.loads(path.read_text(encoding="utf-8"))
+    table = imagenet_names()
+    also = {}
+    for stamp, entry in data["stamps"].items():
+        words = [*entry["same"], *entry["broader"]]
+        unknown = [w for w in words if w not in table.plural]
+        if unknown:
+            raise ValueError(f"{path}: {stamp}: not names of the ImageNet table: {unknown}")
+        also[stamp] = tuple(dict.fromkeys(w for n in words for w in (n, table.plural[n])))
+    return also, set(data.get("classifier_named", []))
+
+
 def _check_stamps_dir(stamps_dir: Path) -> None:
     if not stamps_dir.is_dir():
         raise FileNotFoundError(
@@ -85,12 +107,20 @@ def load_stamp_image(path: Path, max_side: int = 320) -> Image.Image:
 
 
 def load_stamps(
-    stamps_dir: str | Path, stamp_list: list[StampInfo] | None = None, max_side: int = 320
+    stamps_dir: str | Path, stamp_list: list[StampInfo] | None = None, max_side: int = 320,
+    slots: bool = False,
 ) -> list[ObjectSource]:
-    """Every listed stamp found under `stamps_dir`; missing ones are skipped with a warning."""
+    """Every listed stamp found under `stamps_dir`; missing ones are skipped with a warning.
+
+    Every stamp also answers to its ImageNet names (`stamp_imagenet.json`; scene records list
+    them, so evaluation counts them); with `slots`, the stamps that the encoder's classifier
+    names well are named in training captions by the slot word.
+    """
     stamps_dir = Path(stamps_dir)
     _check_stamps_dir(stamps_dir)
     stamp_list = load_stamp_list() if stamp_list is None else stamp_list
+    also, named = load_stamp_names()
+    named = named if slots else set()
     sources = []
     missing = []
     for stamp in stamp_list:
@@ -105,6 +135,8 @@ def load_stamps(
                 head=stamp.head,
                 head_plural=stamp.head_plural,
                 image=load_stamp_image(path, max_side),
+                slot=stamp.name in named,
+                also=also.get(stamp.name, ()),
             )
         )
     if missing:
