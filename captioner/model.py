@@ -139,6 +139,11 @@ class Captioner:
         return save_checkpoint(path, self.checkpoint_data(extra), half=half)
 
     @property
+    def open_vocabulary(self) -> bool:
+        """Whether its object words come from the encoder's ImageNet classifier (slot words)."""
+        return SLOT in self.vocab.stoi or SLOT_PLURAL in self.vocab.stoi
+
+    @property
     def device(self) -> torch.device:
         return next(self.decoder.parameters()).device
 

@@ -232,6 +232,19 @@ class CaptionDemo:
         frame, position, _ = self.goto(rendered, _position(index))
         return frame, position
 
+    def model_note(self, model: str | None = None) -> str:
+        """One honest line on what the chosen model can name, read from the model itself."""
+        try:
+            captioner = self.store.get(model or None)
+        except Exception:  # no model, or a broken one: the caption event says why
+            return ""
+        if captioner.open_vocabulary:
+            return ("This model names things with its encoder's ImageNet classifier: 1000 kinds of "
+                    "animals, foods, vehicles and everyday objects. It has no word for people, and "
+                    "unusual things get the nearest name it knows.")
+        return (f"This model knows only the {len(captioner.vocab) - 4} words of its training "
+                "captions; on other pictures it names the closest thing it knows.")
+
     def word_info(self, rendered: Rendered | None, index: Any) -> str:
         """Under the attention: whether the classifier named the selected word, and its top 3."""
         return word_note(rendered, _position(index))
@@ -267,6 +280,7 @@ class CaptionDemo:
                     image = gr.Image(label="Picture", type="filepath", format="png", height=360,
                                      sources=["upload", "webcam", "clipboard"], elem_id="picture")
                     scene_note = gr.Markdown("", elem_id="scene-note")
+                    model_note = gr.Markdown(self.model_note(self.store.default), elem_id="model-note")
                     with gr.Row():
                         caption_btn = gr.Button("Caption", variant="primary", elem_id="caption-btn")
                         scene_btn = gr.Button("New random scene", elem_id="scene-btn",
@@ -334,6 +348,8 @@ class CaptionDemo:
                          **fast)
             chips.input(self.on_chip, [rendered, chips], [attention, slider], **fast)
             chips.change(self.word_info, [rendered, chips], [word_names], **fast)
+            model.input(self.model_note, [model], [model_note], api_visibility="private",
+                        show_progress="hidden")
             scene_btn.click(self.new_scene, None, [image, scene_note], api_visibility="private")
             # another picture: the scene's reference caption no longer applies (cleared in the browser)
             gr.on([image.upload, image.clear] + ([examples.dataset.click] if examples else []),

@@ -205,3 +205,24 @@ def test_the_selected_word_says_whether_the_classifier_named_it(tmp_path):
     note = app.word_info(rendered, 1)
     assert "classifier" in note and "cat 91% (tabby cat)" in note and "dog 5% (pug)" in note
     assert app.word_info(None, 0) == ""
+
+
+def test_the_page_says_what_the_chosen_model_can_name(served):
+    app, _ = served
+    note = app.model_note(None)
+    assert "knows only the" in note and str(len(app.store.get(None).vocab) - 4) in note
+
+
+def test_a_model_with_slots_is_described_as_naming_imagenet_things():
+    from captioner import Captioner, Vocabulary
+    from demo.app import CaptionDemo
+
+    class Store:
+        def get(self, name=None):
+            vocab = Vocabulary(["<pad>", "<start>", "<end>", "<unk>", "a", "<obj>"])
+            return Captioner.create("efficientnet-lite2", vocab, embed_dim=8, attention_dim=8,
+                                    decoder_dim=8)
+
+    app = CaptionDemo.__new__(CaptionDemo)
+    app.store = Store()
+    assert "ImageNet classifier" in app.model_note("x") and "people" in app.model_note("x")
