@@ -15,7 +15,7 @@ from .checkpoint import (WEIGHTS, CheckpointData, CheckpointError, load_checkpoi
 from .decoder import Decoder, DecoderConfig
 from .encoders import GRID, Encoder
 from .images import ImageInput, load_image
-from .names import NameChoice, has_slots, imagenet_names, fill_slots, name_slots
+from .names import NameChoice, fill_slots, fix_articles, has_slots, imagenet_names, name_slots
 from .vocab import SLOT, SLOT_PLURAL, Vocabulary
 
 
@@ -173,6 +173,8 @@ class Captioner:
         words = [[self.vocab.itos[i] for i in h.tokens] for h in hyps]
         choices = [[[] for _ in w] for w in words]
         sources = [["decoder"] * len(w) for w in words]
+        if slots:  # a model with slots said "a"/"an" before slots; its articles are fixed here
+            words = [fix_articles(w) for w in words]
         if slots and any(has_slots(w) for w in words):
             # the decoder said "an object here": the encoder's classifier names what it looked at
             if not self.encoder.has_classifier:

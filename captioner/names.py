@@ -110,6 +110,7 @@ def fill_slots(words: Sequence[str], choices: Sequence[Sequence[NameChoice]],
     """
     out = list(words)
     keep = [True] * len(out)
+    n_slots = sum(w in (SLOT, SLOT_PLURAL) for w in out)
     used: set[str] = set()  # the content words of the names taken so far
     slot_index = 0
     for t, word in enumerate(out):
@@ -121,6 +122,8 @@ def fill_slots(words: Sequence[str], choices: Sequence[Sequence[NameChoice]],
         pick = options[0] if not used & _content_words(options[0].name) else None
         if pick is None:
             drop = _droppable(out, keep, t) if not (fresh and fresh[0].probability >= MIN_OTHER) else None
+            if drop is not None and n_slots >= 3 and out[drop[0]] == "and":
+                drop = None  # "a X a Y [and a Z]" would lose its "and": name Z instead
             if drop is not None:
                 for i in drop:
                     keep[i] = False
@@ -133,7 +136,19 @@ def fill_slots(words: Sequence[str], choices: Sequence[Sequence[NameChoice]],
             out[t] = pick.name
             if t > 0 and out[t - 1] in ("a", "an"):
                 out[t - 1] = names.article[pick.name]
-    return [w for w, k in zip(out, keep) if k], keep
+    return fix_articles([w for w, k in zip(out, keep) if k]), keep
+
+
+def fix_articles(words: Sequence[str]) -> list[str]:
+    """"a"/"an" as the next word sounds ("an otter", "a rat"): the decoder learned its articles
+    from captions whose slot words all take "a", so its own "an" can land before a consonant."""
+    from .data.phrasing import indefinite_article
+
+    out = list(words)
+    for t in range(len(out) - 1):
+        if out[t] in ("a", "an"):
+            out[t] = indefinite_article(out[t + 1])
+    return out
 
 
 def _droppable(words: Sequence[str], keep: Sequence[bool], t: int) -> list[int] | None:

@@ -7,7 +7,7 @@ from captioner import Captioner
 from captioner.beam import beam_search
 from captioner.data.phrasing import Group, realise
 from captioner.evaluate_photos import names_object, repeated_pair
-from captioner.names import NameChoice, fill_slots, imagenet_names, name_slots
+from captioner.names import NameChoice, fill_slots, fix_articles, imagenet_names, name_slots
 from captioner.vocab import SLOT, SLOT_PLURAL, SPECIALS, Vocabulary
 
 
@@ -175,3 +175,11 @@ def test_photo_scoring_matches_whole_names_in_either_number():
     assert names_object("three geese", ["goose"])
     assert repeated_pair(["a", "a", "dog"]) and repeated_pair(["a", "dog", "and", "a", "dog"])
     assert not repeated_pair(["a", "cup of coffee", "on", "a", "table"])
+
+
+def test_articles_follow_the_next_word_and_lists_keep_their_and(names):
+    assert fix_articles(["an", "image", "of", "an", "rat", "and", "a", "otter"]) == [
+        "an", "image", "of", "a", "rat", "and", "an", "otter"]
+    words = ["a", SLOT, "a", SLOT, "and", "a", SLOT]
+    options = [[choice("bird")], [choice("orange")], [choice("orange", 0.6), choice("lemon", 0.1)]]
+    assert fill_slots(words, options, names)[0] == ["a", "bird", "an", "orange", "and", "a", "lemon"]
