@@ -110,7 +110,6 @@ def fill_slots(words: Sequence[str], choices: Sequence[Sequence[NameChoice]],
     """
     out = list(words)
     keep = [True] * len(out)
-    n_slots = sum(w in (SLOT, SLOT_PLURAL) for w in out)
     used: set[str] = set()  # the content words of the names taken so far
     slot_index = 0
     for t, word in enumerate(out):
@@ -122,7 +121,7 @@ def fill_slots(words: Sequence[str], choices: Sequence[Sequence[NameChoice]],
         pick = options[0] if not used & _content_words(options[0].name) else None
         if pick is None:
             drop = _droppable(out, keep, t) if not (fresh and fresh[0].probability >= MIN_OTHER) else None
-            if drop is not None and n_slots >= 3 and out[drop[0]] == "and":
+            if drop is not None and out[drop[0]] == "and" and _items_before(out, keep, drop[0]) >= 2:
                 drop = None  # "a X a Y [and a Z]" would lose its "and": name Z instead
             if drop is not None:
                 for i in drop:
@@ -149,6 +148,15 @@ def fix_articles(words: Sequence[str]) -> list[str]:
         if out[t] in ("a", "an"):
             out[t] = indefinite_article(out[t + 1])
     return out
+
+
+FRAME_WORDS = ("picture", "photo", "image", "close", "view", "pair", "group", "single")
+
+
+def _items_before(words: Sequence[str], keep: Sequence[bool], end: int) -> int:
+    """How many listed things ("a X", "two Ys") the kept words before `end` hold."""
+    return sum(1 for k in range(end) if keep[k] and words[k] in NUMBERS_AND_ARTICLES[:4]
+               and k + 1 < len(words) and words[k + 1] not in FRAME_WORDS)
 
 
 def _droppable(words: Sequence[str], keep: Sequence[bool], t: int) -> list[int] | None:

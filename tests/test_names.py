@@ -183,3 +183,8 @@ def test_articles_follow_the_next_word_and_lists_keep_their_and(names):
     words = ["a", SLOT, "a", SLOT, "and", "a", SLOT]
     options = [[choice("bird")], [choice("orange")], [choice("orange", 0.6), choice("lemon", 0.1)]]
     assert fill_slots(words, options, names)[0] == ["a", "bird", "an", "orange", "and", "a", "lemon"]
+    words = ["a", "picture", "of", "a", SLOT, "a", "cello", "and", "a", SLOT]  # a decoder word in the list
+    options = [[choice("ski")], [choice("ski", 0.6), choice("lemon", 0.1)]]
+    assert fill_slots(words, options, names)[0][-3:] == ["and", "a", "lemon"]
+    words = ["a", "picture", "of", "a", SLOT, "and", "a", SLOT]  # one thing before "and": drop
+    assert fill_slots(words, options, names)[0] == ["a", "picture", "of", "a", "ski"]
