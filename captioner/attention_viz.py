@@ -106,7 +106,7 @@ def save_gif(frames: Sequence[Image.Image], path: str | Path, duration_ms: int =
     (measured: +1.7 dB PSNR) since every frame shows the same photo.
     """
     if not frames:
-        raise ValueError("no frames to save")
+        raise ValueError("a GIF needs at least one frame (an empty caption has no attention to draw)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rgb = [f.convert("RGB") for f in frames]

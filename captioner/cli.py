@@ -74,9 +74,12 @@ def main(args: argparse.Namespace) -> int:
         cap = model.caption(image, beam_size=args.beam_size, max_len=args.max_len,
                             length_penalty=args.length_penalty, no_repeat_ngram=args.no_repeat_ngram)
         stem = Path(path).stem
-        if args.gif:
+        if not cap.words and (args.gif or args.grid):
+            print(f"{path}: the model gave no words for this picture, so there is no attention to "
+                  "draw; no GIF or grid written", file=sys.stderr)
+        elif args.gif:
             save_gif(attention_frames(image, cap.words, cap.alphas), Path(args.gif) / f"{stem}.gif")
-        if args.grid:
+        if args.grid and cap.words:
             attention_grid(image, cap.words, cap.alphas, Path(args.grid) / f"{stem}.png", title=cap.text)
         if args.json:
             full = cap.to_dict()

@@ -75,7 +75,7 @@ def _image_source(image: Any) -> Any:
 def _beam_size(value: Any) -> int:
     try:
         beam = int(round(float(value if value is not None else 3)))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # "inf" and "1e400" overflow int()
         raise gr.Error("The beam size must be a number from 1 to 5.", print_exception=False) from None
     return min(max(beam, BEAM_SIZES[0]), BEAM_SIZES[1])
 
@@ -372,7 +372,7 @@ class CaptionDemo:
 def _position(value: Any) -> int:
     try:
         return int(round(float(value)))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 1
 
 

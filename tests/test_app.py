@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.conftest import free_port
 
-gr = pytest.importorskip("gradio")
+import gradio as gr  # noqa: E402 - required: a broken install must fail, not skip
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
@@ -226,3 +226,12 @@ def test_a_model_with_slots_is_described_as_naming_imagenet_things():
     app = CaptionDemo.__new__(CaptionDemo)
     app.store = Store()
     assert "ImageNet classifier" in app.model_note("x") and "people" in app.model_note("x")
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e400", float("inf"), "nan", "five", [3]])
+def test_a_beam_size_that_is_no_finite_number_gets_one_sentence(value):
+    from demo.app import _beam_size, _position
+
+    with pytest.raises(gr.Error, match="must be a number from 1 to 5"):
+        _beam_size(value)
+    assert _position(value) == 1

@@ -112,3 +112,25 @@ def test_cli_help_lists_commands():
     assert r.returncode == 0
     for cmd in ("caption", "scenes", "train", "evaluate", "features"):
         assert cmd in r.stdout
+
+
+def test_an_empty_caption_with_gif_and_grid_is_one_sentence_not_a_traceback(tmp_path):
+    """A model that says <end> at once (common early in training): caption "", no pictures."""
+    import torch
+
+    from captioner import Captioner, Vocabulary
+
+    vocab = Vocabulary(["<pad>", "<start>", "<end>", "<unk>", "a", "cat"])
+    model = Captioner.create("efficientnet-lite2", vocab, embed_dim=8, attention_dim=8, decoder_dim=8)
+    with torch.no_grad():
+        model.decoder.fc.bias[vocab.end] = 50.0
+    model.save(tmp_path / "mute")
+    img = tmp_path / "x.png"
+    Image.new("RGB", (32, 32), "white").save(img)
+    r = run_cli("caption", str(img), "--checkpoint", str(tmp_path / "mute"), "--gif", str(tmp_path / "g"),
+                "--grid", str(tmp_path / "p"))
+    assert r.returncode == 0 and r.stdout == f"{img}\t\n", r.stderr
+    assert "gave no words" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "g" / "x.gif").exists() and not (tmp_path / "p" / "x.png").exists()
+    with pytest.raises(ValueError, match="at least one frame"):
+        save_gif([], tmp_path / "empty.gif")
