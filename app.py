@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 # Before torch is imported: OpenMP threads that spin while waiting make 2 threads several times
@@ -37,8 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # A Space or a container stops the app with SIGTERM, which by default ends Python without
+    # its clean-up; as Ctrl+C it closes the server and removes the app's work folder.
+    signal.signal(signal.SIGTERM, _stop)
     app.launch(server_name=args.host, server_port=args.port, share=args.share)
+    app.workspace.close()
     return 0
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
