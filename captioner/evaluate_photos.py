@@ -67,8 +67,7 @@ def names_kind_of(caption: Caption, names: Sequence[str]) -> bool:
 
     table = imagenet_names()
     forms = accepted_forms(names)
-    plural_of = {p: n for n, p in table.plural.items()}
-    return any(table.group.get(plural_of.get(w, w), w) in forms
+    return any(table.group.get(table.singular.get(w, w), w) in forms
                for w, s in zip(caption.words, caption.sources) if s == "classifier")
 
 

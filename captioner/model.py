@@ -15,8 +15,8 @@ from .checkpoint import (WEIGHTS, CheckpointData, CheckpointError, load_checkpoi
 from .decoder import Decoder, DecoderConfig
 from .encoders import GRID, Encoder
 from .images import ImageInput, load_image
-from .names import NameChoice, fill_slots, fix_articles, has_slots, imagenet_names, name_slots
-from .vocab import SLOT, SLOT_PLURAL, Vocabulary
+from .names import NameChoice, fill_slots, fix_articles, imagenet_names, name_slots
+from .vocab import SLOTS, Vocabulary
 
 
 @dataclass
@@ -141,7 +141,7 @@ class Captioner:
     @property
     def open_vocabulary(self) -> bool:
         """Whether its object words come from the encoder's ImageNet classifier (slot words)."""
-        return SLOT in self.vocab.stoi or SLOT_PLURAL in self.vocab.stoi
+        return any(w in self.vocab.stoi for w in SLOTS)
 
     @property
     def device(self) -> torch.device:
@@ -162,7 +162,7 @@ class Captioner:
     def decode(self, features: torch.Tensor, beam_size: int = 3, max_len: int | None = None,
                length_penalty: float = 0.0, no_repeat_ngram: int | None = None) -> list[Caption]:
         """Beam search over features (B, 196, C); `max_len`/`no_repeat_ngram` None: the model's."""
-        slots = [self.vocab.stoi[w] for w in (SLOT, SLOT_PLURAL) if w in self.vocab.stoi]
+        slots = [self.vocab.stoi[w] for w in SLOTS if w in self.vocab.stoi]
         hyps = beam_search(self.decoder, features, self.vocab.start, self.vocab.end,
                            beam_size=beam_size, max_len=max_len or self.max_len,
                            length_penalty=length_penalty,
@@ -173,15 +173,17 @@ class Captioner:
         words = [[self.vocab.itos[i] for i in h.tokens] for h in hyps]
         choices = [[[] for _ in w] for w in words]
         sources = [["decoder"] * len(w) for w in words]
-        if slots:  # a model with slots said "a"/"an" before slots; its articles are fixed here
+        if slots:
+            # its decoder learned "a" before every slot, so its own "a"/"an" can be wrong; the
+            # articles of slot words come from the name table as they are filled in
             words = [fix_articles(w) for w in words]
-        if slots and any(has_slots(w) for w in words):
+        steps = [[t for t, w in enumerate(ws) if w in SLOTS] for ws in words]
+        if any(steps):
             # the decoder said "an object here": the encoder's classifier names what it looked at
             if not self.encoder.has_classifier:
                 raise RuntimeError(f"this model names objects with {self.encoder.name}'s ImageNet "
                                    "classifier, which was not loaded (no pretrained weights)")
             names = imagenet_names()
-            steps = [[t for t, w in enumerate(ws) if w in (SLOT, SLOT_PLURAL)] for ws in words]
             named = name_slots(self.encoder, names, [h.alphas for h in hyps], features, steps)
             for b, ws in enumerate(words):
                 filled, keep = fill_slots(ws, named[b], names)

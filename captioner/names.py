@@ -18,9 +18,7 @@ from typing import Sequence
 
 import torch
 
-from .vocab import SLOT, SLOT_PLURAL
-
-NUMBER_WORDS = ("two", "three")
+from .vocab import SLOT_PLURAL, SLOTS
 
 
 @dataclass(frozen=True)
@@ -56,6 +54,7 @@ class ImageNetNames:
             ids.append(self.names.index(name))
         self.class_to_name = torch.tensor(ids, dtype=torch.long)  # (1000,)
         self.words = set(self.names) | set(self.plural.values())  # every word a slot can become
+        self.singular = {p: n for n, p in self.plural.items()}
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "ImageNetNames":
@@ -87,11 +86,8 @@ def imagenet_names() -> ImageNetNames:
     return ImageNetNames.load()
 
 
-def has_slots(words: Sequence[str]) -> bool:
-    return any(w in (SLOT, SLOT_PLURAL) for w in words)
-
-
-NUMBERS_AND_ARTICLES = ("a", "an", "two", "three", "the")
+LEADS = ("a", "an", "two", "three")  # what begins a listed thing: "a X", "two Ys"
+NUMBERS_AND_ARTICLES = (*LEADS, "the")
 CONNECTORS = ("and", "with", "near")
 MIN_OTHER = 0.3  # a name other than the classifier's first must be at least this probable
 
@@ -113,7 +109,7 @@ def fill_slots(words: Sequence[str], choices: Sequence[Sequence[NameChoice]],
     used: set[str] = set()  # the content words of the names taken so far
     slot_index = 0
     for t, word in enumerate(out):
-        if word not in (SLOT, SLOT_PLURAL):
+        if word not in SLOTS:
             continue
         options = choices[slot_index]
         slot_index += 1
@@ -135,7 +131,7 @@ def fill_slots(words: Sequence[str], choices: Sequence[Sequence[NameChoice]],
             out[t] = pick.name
             if t > 0 and out[t - 1] in ("a", "an"):
                 out[t - 1] = names.article[pick.name]
-    return fix_articles([w for w, k in zip(out, keep) if k]), keep
+    return [w for w, k in zip(out, keep) if k], keep
 
 
 def fix_articles(words: Sequence[str]) -> list[str]:
@@ -155,7 +151,7 @@ FRAME_WORDS = ("picture", "photo", "image", "close", "view", "pair", "group", "s
 
 def _items_before(words: Sequence[str], keep: Sequence[bool], end: int) -> int:
     """How many listed things ("a X", "two Ys") the kept words before `end` hold."""
-    return sum(1 for k in range(end) if keep[k] and words[k] in NUMBERS_AND_ARTICLES[:4]
+    return sum(1 for k in range(end) if keep[k] and words[k] in LEADS
                and k + 1 < len(words) and words[k + 1] not in FRAME_WORDS)
 
 

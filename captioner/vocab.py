@@ -12,6 +12,7 @@ SPECIALS = (PAD, START, END, UNK)
 # Slot words: "an object comes here" (singular / plural); the encoder's ImageNet classifier
 # names it from that step's attention (see `names.py`). Ordinary words of a vocabulary.
 SLOT, SLOT_PLURAL = "<obj>", "<objs>"
+SLOTS = (SLOT, SLOT_PLURAL)
 
 _TOKEN_RE = re.compile(r"<objs?>|[a-z0-9]+(?:'[a-z]+)?")
 
