@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import torch
 from tqdm import tqdm
 
 from .images import ImageError, load_image
@@ -71,6 +72,25 @@ def names_kind_of(caption: Caption, names: Sequence[str]) -> bool:
                for w, s in zip(caption.words, caption.sources) if s == "classifier")
 
 
+def names_name(name: str, names: Sequence[str]) -> bool:
+    """Whether a table name (or the kind it is, its group) is one of the accepted names."""
+    from .names import imagenet_names
+
+    table = imagenet_names()
+    forms = accepted_forms(names)
+    return name in forms or table.group.get(name, name) in forms
+
+
+def global_top1_names(model: Captioner, features: torch.Tensor) -> list[str]:
+    """The table name of the encoder's top ImageNet class for each whole image (B, 196, C)."""
+    from .names import imagenet_names
+
+    table = imagenet_names()
+    logits = model.encoder.classify(features.mean(1))  # (B, 1000)
+    classes = logits.argmax(-1)  # (B,)
+    return [table.names[int(table.class_to_name[int(c)])] for c in classes]
+
+
 def repeated_pair(words: Sequence[str]) -> bool:
     """A stutter ("a a") or the same two words twice ("a dog ... a dog")."""
     tokens = " ".join(words).split()
@@ -103,7 +123,11 @@ def score_photos(model: Captioner, photos: Sequence[LabelledPhoto], beam_size: i
 
     Also per photo `sayable`: whether the model has a word for the label at all (an ImageNet
     name, a kind of one, or a word of the decoder's vocabulary); "the Eiffel tower" is not, so
-    the share among the sayable photos is reported beside the share among all.
+    the share among the sayable photos is reported beside the share among all. And, where the
+    encoder has an ImageNet classifier, `classifier_top1`: the name of its top class for the
+    whole image (the pooled features, as it was trained), and whether that names the object:
+    what the encoder alone knows, a reference for the captions (a caption cannot name what its
+    encoder cannot tell apart).
     """
     from .names import imagenet_names
 
@@ -122,8 +146,12 @@ def score_photos(model: Captioner, photos: Sequence[LabelledPhoto], beam_size: i
                 print(f"skipped: {e}", file=sys.stderr)
         if not images:
             continue
-        caps: list[Caption] = model.caption(images, beam_size=beam_size)
-        for p, cap in zip(kept, caps):
+        with torch.inference_mode():
+            features = model.encode(images)  # (B, 196, C)
+            caps: list[Caption] = model.decode(features, beam_size)
+            top1 = (global_top1_names(model, features) if model.encoder.has_classifier
+                    else [None] * len(caps))
+        for p, cap, top in zip(kept, caps, top1):
             exact = names_object(cap.text, p.names)
             rows.append({"image": p.path.name, "source": p.source, "label": p.label,
                          "caption": cap.text, "named": exact or names_kind_of(cap, p.names),
@@ -131,7 +159,9 @@ def score_photos(model: Captioner, photos: Sequence[LabelledPhoto], beam_size: i
                          "sayable": bool(accepted_forms(p.names) & sayable_words),
                          "classifier_words": [w for w, s in zip(cap.words, cap.sources)
                                               if s == "classifier"],
-                         "repeated_pair": repeated_pair(cap.words)})
+                         "repeated_pair": repeated_pair(cap.words),
+                         "classifier_top1": top,
+                         "classifier_top1_named": top is not None and names_name(top, p.names)})
     n = len(rows)
     named = sum(r["named"] for r in rows)
     exactly = sum(r["named_exactly"] for r in rows)
@@ -141,7 +171,11 @@ def score_photos(model: Captioner, photos: Sequence[LabelledPhoto], beam_size: i
             "named_exactly": exactly, "share_named_exactly": exactly / n if n else None,
             "sayable": len(sayable), "sayable_named": sayable_named,
             "share_sayable_named": sayable_named / len(sayable) if sayable else None,
-            "repeated_pair": sum(r["repeated_pair"] for r in rows), "rows": rows}
+            "repeated_pair": sum(r["repeated_pair"] for r in rows),
+            "classifier_top1_named": (sum(r["classifier_top1_named"] for r in rows)
+                                      if model.encoder.has_classifier else None),
+            "classifier_top1_sayable_named": sum(r["classifier_top1_named"] for r in sayable),
+            "rows": rows}
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -173,6 +207,11 @@ def _print_rows(title: str, result: dict) -> None:
         if result["sayable"]:
             print(f"among the {result['sayable']} photos whose label the model has a word for: "
                   f"named in {result['sayable_named']} ({result['share_sayable_named']:.1%})")
+        if result["classifier_top1_named"] is not None:
+            print(f"for reference, the encoder's ImageNet classifier alone (its top class for the "
+                  f"whole photo) names the object in {result['classifier_top1_named']} of "
+                  f"{result['photos']} ({result['classifier_top1_named'] / result['photos']:.1%}), "
+                  f"{result['classifier_top1_sayable_named']} of the {result['sayable']} with a word")
         print()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from captioner import Captioner, default_checkpoint_dir
+from captioner import Captioner, default_checkpoint_dir, load_image
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "demo" / "examples"
 
@@ -31,3 +31,21 @@ def test_the_default_model_names_the_photo_s_object_through_the_classifier(model
     assert cap.sources[i] == "classifier" and cap.names[i][0].name == cap.words[i]
     assert cap.names[i][0].probability > 0.5
     assert np.isclose(cap.alphas[i].sum(), 1.0, atol=1e-4)
+
+
+def test_evaluate_photos_reports_the_classifier_alone_beside_the_captions(model):
+    from captioner.evaluate_photos import (LabelledPhoto, global_top1_names, names_name,
+                                           score_photos)
+
+    assert names_name("goldfish", ["fish"]) and names_name("cat", ["cats"])
+    assert not names_name("dog", ["cat"])
+    photos = [LabelledPhoto(EXAMPLES / "cat.jpg", "cat", ["cat"], "scikit-image"),
+              LabelledPhoto(EXAMPLES / "cat.jpg", "dog", ["dog"], "scikit-image")]
+    result = score_photos(model, photos, progress=False)
+    assert [r["classifier_top1"] for r in result["rows"]] == ["cat", "cat"]
+    assert [r["classifier_top1_named"] for r in result["rows"]] == [True, False]
+    assert result["classifier_top1_named"] == 1
+    # the same names as the encoder's pooled features give directly
+    features = model.encode([load_image(EXAMPLES / "cat.jpg")])
+    assert global_top1_names(model, features) == ["cat"]
+    assert [r["caption"] for r in result["rows"]] == [model.caption(EXAMPLES / "cat.jpg").text] * 2
