@@ -7,7 +7,7 @@
 """
 from .attention_viz import attention_frames, attention_grid, save_gif, upsample_attention
 from .checkpoint import CheckpointError
-from .data.scenes import RandomScene, SceneMaker
+from .scenes import RandomScene, SceneMaker
 from .encoders import ENCODERS, Encoder, EncoderWeightsError
 from .images import ImageError, load_image
 from .model import Caption, Captioner, default_checkpoint_dir

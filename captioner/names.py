@@ -137,7 +137,7 @@ def fill_slots(words: Sequence[str], choices: Sequence[Sequence[NameChoice]],
 def fix_articles(words: Sequence[str]) -> list[str]:
     """"a"/"an" as the next word sounds ("an otter", "a rat"): the decoder learned its articles
     from captions whose slot words all take "a", so its own "an" can land before a consonant."""
-    from .data.phrasing import indefinite_article
+    from .scenes.phrasing import indefinite_article
 
     out = list(words)
     for t in range(len(out) - 1):

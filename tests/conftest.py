@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from captioner import Captioner, Vocabulary
-from captioner.data.scenes import generate_scenes
-from captioner.data.shapes import shape_sources
+from captioner.scenes.dataset import generate_scenes
+from captioner.scenes.shapes import shape_sources
 
 WORDS = ["a", "red", "green", "circle", "square", "star", "and", "two", "left", "of", "the"]
 

@@ -6,8 +6,8 @@ import pytest
 
 from captioner.data.features import cache_features
 from captioner.data.karpathy import load_karpathy, split_records
-from captioner.data.scenes import generate_scenes
-from captioner.data.shapes import shape_sources
+from captioner.scenes.dataset import generate_scenes
+from captioner.scenes.shapes import shape_sources
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import torch
 
 from captioner import Captioner
 from captioner.beam import beam_search
-from captioner.data.phrasing import Group, realise
+from captioner.scenes.phrasing import Group, realise
 from captioner.evaluate_photos import names_object, repeated_pair
 from captioner.names import NameChoice, fill_slots, fix_articles, imagenet_names, name_slots
 from captioner.vocab import SLOT, SLOT_PLURAL, SPECIALS, Vocabulary

@@ -9,11 +9,11 @@ import zlib
 import pytest
 from PIL import Image
 
-from captioner.data import photos as photos_mod
-from captioner.data import rcc as rcc_mod
-from captioner.data.photos import (PhotoInfo, PhotoList, Source, extract_photos, find_jpegs,
+from captioner.scenes import photos as photos_mod
+from captioner.scenes import rcc as rcc_mod
+from captioner.scenes.photos import (PhotoInfo, PhotoList, Source, extract_photos, find_jpegs,
                                    largest_embedded_jpeg, load_photo_list, output_name)
-from captioner.data.rcc import RccArchive, RccError, read_rcc
+from captioner.scenes.rcc import RccArchive, RccError, read_rcc
 
 
 # -- a minimal Qt resource archive writer (the layout rcc -binary produces) ----------------------

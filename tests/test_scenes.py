@@ -9,17 +9,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from captioner.data.backgrounds import BackgroundMaker
-from captioner.data.phrasing import (
+from captioner.scenes.backgrounds import BackgroundMaker
+from captioner.scenes.phrasing import (
     Group,
     box_relation,
     candidate_sentences,
     describe,
     indefinite_article,
 )
-from captioner.data.scenes import assign_splits, compose_scene, generate_scenes, get_args_parser, main
-from captioner.data.shapes import shape_sources
-from captioner.data.stamps import StampInfo, load_stamp_list, load_stamps
+from captioner.scenes.compose import compose_scene
+from captioner.scenes.dataset import assign_splits, generate_scenes, get_args_parser, main
+from captioner.scenes.shapes import shape_sources
+from captioner.scenes.stamps import StampInfo, load_stamp_list, load_stamps
 
 SIZE = 128
 

@@ -21,8 +21,8 @@ from captioner import Captioner
 from captioner.checkpoint import TRAINING, load_checkpoint, save_checkpoint
 from captioner.data.features import cache_features
 from captioner.data.karpathy import load_karpathy, split_records
-from captioner.data.scenes import generate_scenes
-from captioner.data.shapes import shape_sources
+from captioner.scenes.dataset import generate_scenes
+from captioner.scenes.shapes import shape_sources
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 2

@@ -1,6 +1,6 @@
 """Which stamps the encoder's ImageNet classifier names well enough to name them in captions.
 
-    python -m captioner.data.stamp_names [--per-stamp 8] [--write]
+    python -m captioner.scenes.stamp_names [--per-stamp 8] [--write]
 
 For every stamp with a `same` name in `stamp_imagenet.json`, draws scenes with it alone on our
 usual backgrounds and asks the classifier about the attention a perfect model would have: evenly
@@ -21,8 +21,8 @@ from tqdm import tqdm
 from ..encoders import GRID, Encoder
 from ..names import imagenet_names
 from .backgrounds import BackgroundMaker
-from .grounding import box_coverage
-from .scenes import _composite, _layout
+from ..data.grounding import box_coverage
+from .compose import _composite, _layout
 from .stamps import default_stamp_names_path, default_stamps_dir, load_stamps
 
 

@@ -218,7 +218,7 @@ def read_rcc(path: str | Path, want: Optional[Callable[[str], bool]] = None) -> 
     yield from RccArchive.open(path).files(want)
 
 
-if __name__ == "__main__":  # python -m captioner.data.rcc FILE.rcc: list the files
+if __name__ == "__main__":  # python -m captioner.scenes.rcc FILE.rcc: list the files
     import sys
 
     for arg in sys.argv[1:]:
