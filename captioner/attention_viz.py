@@ -13,6 +13,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .images import resize_longest_side
+
 
 def upsample_attention(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """One 14x14 attention map -> a smooth (height, width) map scaled to [0, 1]."""
@@ -77,10 +79,8 @@ def label(image: Image.Image, text: str) -> Image.Image:
 
 def _fit(image: Image.Image, size: int | None) -> Image.Image:
     image = image.convert("RGB")
-    if size and max(image.size) != size:
-        scale = size / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                             Image.BILINEAR, reducing_gap=2.0)
+    if size:
+        image = resize_longest_side(image, size, Image.BILINEAR, reducing_gap=2.0, enlarge=True)
     return image
 
 

@@ -70,12 +70,19 @@ def _open(fp, name: str, max_side: int) -> Image.Image:
         raise ImageError(f"{name}: the image data is broken or truncated ({e}).") from None
 
 
+def resize_longest_side(im: Image.Image, longest: int, resample: int = Image.BILINEAR,
+                        reducing_gap: float | None = None, enlarge: bool = False) -> Image.Image:
+    """`im` scaled, aspect kept, so that its longest side is `longest`; only shrunk unless
+    `enlarge`. The one resize-to-longest-side helper of the package."""
+    scale = longest / max(im.size)
+    if scale == 1.0 or (scale > 1.0 and not enlarge):
+        return im
+    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+    return im.resize(size, resample, reducing_gap=reducing_gap)
+
+
 def _limit_side(im: Image.Image, max_side: int) -> Image.Image:
-    if max(im.size) > max_side:
-        scale = max_side / max(im.size)
-        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-        im = im.resize(size, Image.BILINEAR, reducing_gap=2.0)
-    return im
+    return resize_longest_side(im, max_side, Image.BILINEAR, reducing_gap=2.0)
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

@@ -160,8 +160,11 @@ class Captioner:
 
     @torch.no_grad()
     def decode(self, features: torch.Tensor, beam_size: int = 3, max_len: int | None = None,
-               length_penalty: float = 0.0, no_repeat_ngram: int | None = None) -> list[Caption]:
-        """Beam search over features (B, 196, C); `max_len`/`no_repeat_ngram` None: the model's."""
+               length_penalty: float = 0.0, no_repeat_ngram: int | None = None,
+               images: Sequence | None = None) -> list[Caption]:
+        """Beam search over features (B, 196, C); `max_len`/`no_repeat_ngram` None: the model's.
+
+        `images`: the B pictures the features came from, kept in each `Caption` for drawing."""
         slots = [self.vocab.stoi[w] for w in SLOTS if w in self.vocab.stoi]
         hyps = beam_search(self.decoder, features, self.vocab.start, self.vocab.end,
                            beam_size=beam_size, max_len=max_len or self.max_len,
@@ -194,9 +197,10 @@ class Captioner:
                     sources[b] = [x for x, k in zip(sources[b], keep) if k]
                     choices[b] = [x for x, k in zip(choices[b], keep) if k]
                     hyps[b].alphas = hyps[b].alphas[torch.tensor(keep)]
+        images = [None] * len(hyps) if images is None else images
         return [Caption(words=w, alphas=h.alphas.reshape(-1, GRID, GRID).numpy().astype(np.float32),
-                        score=float(h.score), sources=src, names=ch)
-                for w, h, src, ch in zip(words, hyps, sources, choices)]
+                        score=float(h.score), image=im, sources=src, names=ch)
+                for w, h, src, ch, im in zip(words, hyps, sources, choices, images, strict=True)]
 
     def caption(self, images: ImageInput | Sequence[ImageInput], beam_size: int = 3,
                 max_len: int | None = None, length_penalty: float = 0.0,
@@ -211,9 +215,6 @@ class Captioner:
         out: list[Caption] = []
         for i in range(0, len(pil), batch_size):
             chunk = pil[i:i + batch_size]
-            captions = self.decode(self.encode(chunk), beam_size, max_len, length_penalty,
-                                   no_repeat_ngram)
-            for cap, im in zip(captions, chunk):
-                cap.image = im
-            out.extend(captions)
+            out.extend(self.decode(self.encode(chunk), beam_size, max_len, length_penalty,
+                                   no_repeat_ngram, images=chunk))
         return out[0] if single else out

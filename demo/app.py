@@ -7,6 +7,7 @@ the model (the public `caption` API); everything after it works from the rendere
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import os
 import tempfile
@@ -136,7 +137,8 @@ class CaptionDemo:
                            "please try another one.", print_exception=False) from None
         result = cap.to_dict()
         result.update(model=name, beam_size=beam)
-        cap.image = display_copy(cap.image, DISPLAY_SIDE)  # the page needs no more; keeps the state small
+        # the page needs no more than a display copy; keeps the state small
+        cap = dataclasses.replace(cap, image=display_copy(cap.image, DISPLAY_SIDE))
         return result, Captioned(cap, name, beam, seconds)
 
     def caption_if_image(self, image: Any, beam_size: Any = 3, model: str | None = None):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..encoders import ENCODERS, Encoder
+from ..encoders import ENCODERS, GRID, Encoder
 from ..images import ImageError, load_image
 from .check import check_images
 from .karpathy import ImageRecord, load_karpathy, split_records
@@ -69,7 +69,7 @@ def cache_features(encoder: Encoder, records: list[ImageRecord], cache_dir: str 
                 **meta, "ids": ids, "bad_ids": [i for i in meta.get("bad_ids", []) if i in wanted]}
     npy.parent.mkdir(parents=True, exist_ok=True)
     tmp = npy.with_suffix(".tmp.npy")
-    n_pos = 196
+    n_pos = GRID * GRID
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
                                     shape=(len(records), n_pos, encoder.spec.channels))
     encoder.eval().to(device)

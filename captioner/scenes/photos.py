@@ -34,6 +34,7 @@ from typing import Iterable, Optional, Sequence
 
 from PIL import Image, ImageOps
 
+from ..images import resize_longest_side
 from .rcc import RccArchive, RccError
 
 ROLES = ("object", "scene")
@@ -295,10 +296,7 @@ def save_photo(data: bytes, dest: Path, matte: str = "white", max_side: int = MA
     with Image.open(io.BytesIO(data)) as raw:
         raw.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale when possible
         image = to_rgb(raw, matte)
-    scale = max_side / max(image.size)
-    if scale < 1.0:
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        image = image.resize(size, Image.Resampling.LANCZOS)
+    image = resize_longest_side(image, max_side, Image.Resampling.LANCZOS)
     dest.parent.mkdir(parents=True, exist_ok=True)
     image.save(dest, "JPEG", quality=quality, optimize=True)
     return image.size

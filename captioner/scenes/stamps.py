@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..images import resize_longest_side
 from .objects import ObjectSource
 
 INSTALL_HINT = "apt-get install tuxpaint-stamps-default"
@@ -99,10 +100,9 @@ def load_stamp_image(path: Path, max_side: int = 320) -> Image.Image:
     if box is None:
         raise ValueError(f"{path} has no visible pixels")
     image = image.crop(box)
-    scale = max_side / max(image.size)
-    if scale < 1.0:
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        image = image.convert("RGBa").resize(size, Image.Resampling.LANCZOS).convert("RGBA")
+    if max(image.size) > max_side:  # resized premultiplied ("RGBa"): no dark fringes
+        image = resize_longest_side(image.convert("RGBa"), max_side,
+                                    Image.Resampling.LANCZOS).convert("RGBA")
     return image
 
 
