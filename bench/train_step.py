@@ -83,15 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     module = TrainingModule(ours_model, args.alpha_c)
     ours_opt = torch.optim.Adam(ours_model.decoder.parameters(), lr=args.lr)
     batches = OneBatch(captions)
-    run_args = argparse.Namespace(device="cpu", grad_clip=args.grad_clip)
     tutorial = sf.DecoderWithAttention.from_decoder(model.decoder)
     their_opt = torch.optim.Adam(tutorial.parameters(), lr=args.lr)
     caplens = sf.caption_lengths(captions)  # (batch, 1)
 
     def ours_step():
         # rank 1 only silences the progress bar; the step is train_one_epoch's own
-        train_one_epoch(module, ours_opt, batches, lambda rows, device: features, run_args,
-                        epoch=0, rank=1, world=1)
+        train_one_epoch(module, ours_opt, batches, lambda rows, device: features, epoch=0,
+                        device="cpu", grad_clip=args.grad_clip, rank=1, world=1)
 
     def tutorial_step():
         sf.train_step(tutorial, their_opt, features, captions, caplens, args.alpha_c, args.grad_clip)

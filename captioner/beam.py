@@ -27,6 +27,20 @@ class Hypothesis:
     finished: bool  # False when max_len was reached before `<end>`
 
 
+class DecodingError(ValueError):
+    """A decoding option out of range: a beam size of 0, a negative no-repeat length..."""
+
+
+def check_decoding_options(beam_size: int = 3, max_len: int = 20, no_repeat_ngram: int = 0) -> None:
+    """The one check of the decoding options, used by `beam_search` and the command lines."""
+    if beam_size < 1:
+        raise DecodingError(f"beam_size must be at least 1, got {beam_size}")
+    if max_len < 1:
+        raise DecodingError(f"max_len must be at least 1, got {max_len}")
+    if no_repeat_ngram < 0:
+        raise DecodingError(f"no_repeat_ngram must not be negative, got {no_repeat_ngram}")
+
+
 @torch.no_grad()
 def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
                 beam_size: int = 3, max_len: int = 20, length_penalty: float = 0.0,
@@ -42,12 +56,7 @@ def beam_search(decoder: Decoder, features: torch.Tensor, start: int, end: int,
     `no_repeat_ngram` n > 0, no hypothesis contains the same n words in a row twice, except
     n-grams holding a `repeat_exempt` word (object slots, which become different words later).
     """
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be at least 1, got {beam_size}")
-    if max_len < 1:
-        raise ValueError(f"max_len must be at least 1, got {max_len}")
-    if no_repeat_ngram < 0:
-        raise ValueError(f"no_repeat_ngram must not be negative, got {no_repeat_ngram}")
+    check_decoding_options(beam_size, max_len, no_repeat_ngram)
     decoder.eval()
     banned_ids = torch.tensor(sorted({start, *(banned or ())}), dtype=torch.long)
     exempt = (torch.tensor(sorted(set(repeat_exempt)), dtype=torch.long, device=features.device)

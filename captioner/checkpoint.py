@@ -148,7 +148,9 @@ def load_checkpoint(path: str | Path) -> CheckpointData:
     try:
         encoder = config["encoder"]["name"]
         fine_tune = bool(config["encoder"].get("fine_tune", False))
-        decoder_config = DecoderConfig(**config["decoder"])
+        # a config without these flags predates them: its decoder has neither
+        decoder_config = DecoderConfig(**{"deep_output": False, "coverage": False,
+                                          **config["decoder"]})
         max_len = int(config.get("max_len", 20))
         no_repeat_ngram = config.get("no_repeat_ngram", 0)
         if isinstance(no_repeat_ngram, bool) or not isinstance(no_repeat_ngram, int):

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from .options import add_decoding_arguments, add_model_arguments, decoding_kwargs
+
 # command -> module with get_args_parser() and main(args); imported only when used
 COMMANDS = {
     "caption": ("captioner.cli", "caption images with a trained model"),
@@ -26,17 +28,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Caption images and show where the model looked.",
                                 add_help=add_help)
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--checkpoint", default=None,
-                   help="checkpoint folder (default: checkpoints/default)")
-    p.add_argument("--encoder-weights", default=None,
-                   help="local encoder weights for a checkpoint whose encoder was not fine-tuned")
-    p.add_argument("--beam-size", type=int, default=3)
-    p.add_argument("--max-len", type=int, default=None, help="longest caption in words")
-    p.add_argument("--length-penalty", type=float, default=0.0,
-                   help="rank beams by log-prob / length**P (0: plain log-prob)")
-    p.add_argument("--no-repeat-ngram", type=int, default=None, metavar="N",
-                   help="never repeat N words in a row within a caption; 0: off "
-                        "(default: the checkpoint's setting)")
+    add_model_arguments(p)
+    add_decoding_arguments(p)
     p.add_argument("--json", action="store_true", help="one JSON object per image and line")
     p.add_argument("--alphas", action="store_true", help="with --json, include the 14x14 attention")
     p.add_argument("--gif", metavar="DIR", help="write DIR/<image stem>.gif, the attention per word")
@@ -52,12 +45,6 @@ def main(args: argparse.Namespace) -> int:
     from .images import ImageError, load_image
     from .model import Captioner
 
-    if args.beam_size < 1:
-        print("error: --beam-size must be at least 1", file=sys.stderr)
-        return 2
-    if args.no_repeat_ngram is not None and args.no_repeat_ngram < 0:
-        print("error: --no-repeat-ngram must not be negative", file=sys.stderr)
-        return 2
     try:
         model = Captioner.load(args.checkpoint, encoder_weights=args.encoder_weights)
     except (CheckpointError, EncoderWeightsError) as e:
@@ -71,8 +58,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"error: {e}", file=sys.stderr)
             failed += 1
             continue
-        cap = model.caption(image, beam_size=args.beam_size, max_len=args.max_len,
-                            length_penalty=args.length_penalty, no_repeat_ngram=args.no_repeat_ngram)
+        cap = model.caption(image, **decoding_kwargs(args))
         stem = Path(path).stem
         if not cap.words and (args.gif or args.grid):
             print(f"{path}: the model gave no words for this picture, so there is no attention to "

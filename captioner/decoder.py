@@ -23,8 +23,9 @@ class DecoderConfig:
     decoder_dim: int = 512
     dropout: float = 0.5
     # The paper's deep output layer (eq. 7): words come from tanh(E y_{t-1} + L_h h_t + L_z z_t),
-    # so the attended context names the word directly; False: from h_t alone (the common tutorials).
-    deep_output: bool = False
+    # so the attended context names the word directly; False: from h_t alone (the common tutorials,
+    # and checkpoints written before this option existed).
+    deep_output: bool = True
     # Coverage (Tu et al., 2016; See et al., 2017): the attention also sees how much each position
     # has been attended so far, so it can move on from what it has already described instead of
     # naming one object twice. False: the paper's attention, which sees only the features and h.

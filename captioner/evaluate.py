@@ -19,15 +19,9 @@ import torch
 from .metrics import (TEXT_METRICS, GroundingSample, caption_scores, grounding_scores,
                       object_vocabulary)
 from .data.check import MAX_MISSING, check_images
-from .data.karpathy import ImageRecord, load_karpathy, split_records
+from .data.karpathy import ImageRecord, image_size, load_karpathy, split_records
 from .model import Caption, Captioner, default_checkpoint_dir
-
-
-def image_size(record: ImageRecord) -> tuple[int, int]:
-    """(width, height) of the image file, read from its header: the boxes are in its pixels."""
-    from PIL import Image
-    with Image.open(record.path) as im:
-        return im.size
+from .options import add_decoding_arguments, add_model_arguments
 
 
 def classifier_words(captions: Iterable[Caption]) -> set[str]:
@@ -133,22 +127,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Evaluate a checkpoint on a split of a Karpathy-format "
                                             "data set: BLEU, METEOR, ROUGE-L, CIDEr, grounding.",
                                 epilog=EXIT_STATUS, add_help=add_help)
-    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: checkpoints/default)")
-    p.add_argument("--encoder-weights", default=None,
-                   help="local encoder weights for a checkpoint whose encoder was not fine-tuned")
+    add_model_arguments(p)
     p.add_argument("--data", required=True, metavar="PATH",
                    help="Karpathy split JSON (dataset_flickr8k.json, dataset_coco.json, captions.json)")
     p.add_argument("--split", default="test", help="which split to evaluate (default: test)")
     p.add_argument("--images", default=None, metavar="DIR",
                    help="folder holding the images (or their `filepath` folders); default: beside the JSON")
-    p.add_argument("--beam-size", type=int, default=3)
+    add_decoding_arguments(p)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-len", type=int, default=None, help="longest caption in words")
-    p.add_argument("--length-penalty", type=float, default=0.0,
-                   help="rank beams by log-prob / length**P (0: plain log-prob)")
-    p.add_argument("--no-repeat-ngram", type=int, default=None, metavar="N",
-                   help="never repeat N words in a row within a caption; 0: off "
-                        "(default: the checkpoint's setting)")
     p.add_argument("--max-images", type=int, default=None, metavar="N", help="only the first N images")
     p.add_argument("--allow-missing", action="store_true",
                    help="evaluate even when more than 1%% of the images are missing or unreadable "
@@ -191,16 +177,10 @@ def main(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError
     from .encoders import EncoderWeightsError
 
-    for name in ("beam_size", "batch_size"):
-        if getattr(args, name) < 1:
+    for name in ("batch_size", "max_images"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 2
-    if args.max_images is not None and args.max_images < 1:
-        print("error: --max-images must be at least 1", file=sys.stderr)
-        return 2
-    if args.no_repeat_ngram is not None and args.no_repeat_ngram < 0:
-        print("error: --no-repeat-ngram must not be negative", file=sys.stderr)
-        return 2
     try:
         everything = load_karpathy(args.data, args.images)
         records = split_records(everything, args.split)

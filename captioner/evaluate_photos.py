@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from .images import ImageError, load_image
 from .model import Caption, Captioner
+from .options import add_decoding_arguments, add_model_arguments, decoding_kwargs
 
 # The demo's example photos (scikit-image, CC0) and what a caption may call their main object.
 DEMO_PHOTOS = {
@@ -118,7 +119,8 @@ def demo_photos(folder: str | Path) -> list[LabelledPhoto]:
 
 
 def score_photos(model: Captioner, photos: Sequence[LabelledPhoto], beam_size: int = 3,
-                 batch_size: int = 4, progress: bool = True) -> dict:
+                 batch_size: int = 4, progress: bool = True, max_len: int | None = None,
+                 length_penalty: float = 0.0, no_repeat_ngram: int | None = None) -> dict:
     """Caption every photo and count how many captions name the labelled object.
 
     Also per photo `sayable`: whether the model has a word for the label at all (an ImageNet
@@ -148,7 +150,8 @@ def score_photos(model: Captioner, photos: Sequence[LabelledPhoto], beam_size: i
             continue
         with torch.inference_mode():
             features = model.encode(images)  # (B, 196, C)
-            caps: list[Caption] = model.decode(features, beam_size)
+            caps: list[Caption] = model.decode(features, beam_size, max_len, length_penalty,
+                                               no_repeat_ngram, images=images)
             top1 = (global_top1_names(model, features) if model.encoder.has_classifier
                     else [None] * len(caps))
         for p, cap, top in zip(kept, caps, top1):
@@ -186,8 +189,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="which photos (default: test, the held-out ones)")
     p.add_argument("--examples", default="demo/examples", metavar="DIR",
                    help="also score the demo's scikit-image photos found in DIR ('' to skip)")
-    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the default model)")
-    p.add_argument("--beam-size", type=int, default=3)
+    add_model_arguments(p)
+    add_decoding_arguments(p)
     p.add_argument("--max-photos", type=int, default=None, metavar="N")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     return p
@@ -216,21 +219,19 @@ def _print_rows(title: str, result: dict) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.beam_size < 1:
-        print("error: --beam-size must be at least 1", file=sys.stderr)
-        return 2
     photos = load_labelled_photos(args.photos, args.split)
     if args.max_photos:
         photos = photos[:args.max_photos]
     if not photos:
         print(f"error: no labelled photos of split {args.split!r} in {args.photos}", file=sys.stderr)
         return 2
-    model = Captioner.load(args.checkpoint)
-    result = {"held_out": score_photos(model, photos, args.beam_size)}
+    model = Captioner.load(args.checkpoint, encoder_weights=args.encoder_weights)
+    result = {"held_out": score_photos(model, photos, **decoding_kwargs(args))}
     if args.examples:
         demo = demo_photos(args.examples)
         if demo:
-            result["demo_examples"] = score_photos(model, demo, args.beam_size, progress=False)
+            result["demo_examples"] = score_photos(model, demo, progress=False,
+                                                   **decoding_kwargs(args))
     if args.json:
         print(json.dumps(result))
     else:

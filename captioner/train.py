@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +33,17 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data.check import check_images
 from .data.features import cache_features
 from .data.grounding import mention_targets
-from .data.karpathy import DataError, ImageRecord, load_karpathy, split_records
-from .decoder import caption_loss
+from .data.karpathy import DataError, ImageRecord, image_size, load_karpathy, split_records
+from .decoder import DecoderConfig, caption_loss
 from .encoders import ENCODERS, GRID
-from .evaluate import image_size
+from .evaluate import evaluate_captions
 from .images import load_image
 from .model import Captioner
+from .options import add_decoding_arguments
 from .vocab import SLOT, SLOT_PLURAL, SPECIALS, Vocabulary
+
+
+DEFAULT_LR = 4e-4  # the decoder's Adam learning rate
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -59,7 +64,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=None,
-                   help="decoder learning rate (default 4e-4; with --resume: keep the run's own)")
+                   help=f"decoder learning rate (default {DEFAULT_LR}; with --resume: keep the "
+                        "run's own)")
     p.add_argument("--encoder-lr", type=float, default=1e-4)
     p.add_argument("--alpha-c", type=float, default=1.0, help="doubly stochastic attention weight")
     p.add_argument("--alpha-box", type=float, default=0.0,
@@ -69,11 +75,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--grad-clip", type=float, default=5.0)
     p.add_argument("--min-word-freq", type=int, default=5)
     p.add_argument("--max-len", type=int, default=20, help="longest training/generated caption")
-    p.add_argument("--embed-dim", type=int, default=512)
-    p.add_argument("--attention-dim", type=int, default=512)
-    p.add_argument("--decoder-dim", type=int, default=512)
-    p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--deep-output", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--embed-dim", type=int, default=DecoderConfig.embed_dim)
+    p.add_argument("--attention-dim", type=int, default=DecoderConfig.attention_dim)
+    p.add_argument("--decoder-dim", type=int, default=DecoderConfig.decoder_dim)
+    p.add_argument("--dropout", type=float, default=DecoderConfig.dropout)
+    p.add_argument("--deep-output", action=argparse.BooleanOptionalAction,
+                   default=DecoderConfig.deep_output,
                    help="predict words from the LSTM state, the previous word and the attended "
                         "context (the paper's eq. 7; default), or from the LSTM state alone")
     p.add_argument("--coverage", action="store_true",
@@ -81,11 +88,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "(not in the paper; helps the decoder move on to the next object)")
     p.add_argument("--patience", type=int, default=5,
                    help="stop after this many epochs without a better validation BLEU-4")
-    p.add_argument("--val-beam-size", type=int, default=3)
-    p.add_argument("--no-repeat-ngram", type=int, default=None, metavar="N",
-                   help="the model's decoding setting, saved with it and used in validation: never "
-                        "repeat N words in a row within a caption (default 0: off; with --resume: "
-                        "keep the run's own)")
+    add_decoding_arguments(p, training=True)
     p.add_argument("--max-val-images", type=int, default=500)
     p.add_argument("--save-every", type=int, default=0, help="also save last/ every N steps")
     p.add_argument("--seed", type=int, default=0)
@@ -230,23 +233,26 @@ class TrainingModule(nn.Module):
                             box_targets, self.alpha_box)
 
 
-def train_one_epoch(module: nn.Module, optimizer, batches, features: FeatureSource, args,
-                    epoch: int, rank: int, world: int, start_step: int = 0, on_step=None) -> float:
+def train_one_epoch(module: nn.Module, optimizer: torch.optim.Optimizer, batches: CaptionBatches,
+                    features: FeatureSource, epoch: int, device: str, grad_clip: float = 0.0,
+                    rank: int = 0, world: int = 1, start_step: int = 0, on_step=None) -> float:
+    """One pass over this rank's batches from `start_step`; the mean loss. `on_step(step, loss)`
+    is called after every optimizer step (to save a checkpoint now and then)."""
     module.train()
     total, count = 0.0, 0
     steps = batches.num_batches(world)
     bar = tqdm(batches.epoch(epoch, rank, world, start_step), total=steps, initial=start_step,
                desc=f"epoch {epoch}", unit="batch", disable=rank != 0)
     for step, (rows, captions, targets) in enumerate(bar, start=start_step):
-        feats = features(rows, args.device)  # (B, 196, C)
+        feats = features(rows, device)  # (B, 196, C)
         if targets is not None:
-            targets = targets.to(args.device)  # (B, T, P)
-        loss = module(feats, captions.to(args.device), targets)
+            targets = targets.to(device)  # (B, T, P)
+        loss = module(feats, captions.to(device), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if args.grad_clip:
+        if grad_clip:
             torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad],
-                                           args.grad_clip)
+                                           grad_clip)
         optimizer.step()
         total += loss.item()
         count += 1
@@ -257,32 +263,25 @@ def train_one_epoch(module: nn.Module, optimizer, batches, features: FeatureSour
 
 
 @torch.no_grad()
-def evaluate(model: Captioner, records: list[ImageRecord], features: FeatureSource, args) -> dict:
-    """Validation BLEU-4 (coco-caption's) of beam-search captions, and a few samples.
-
-    When the records list objects, also pointing accuracy and object recall, to watch grounding.
-    """
-    from .evaluate import classifier_words
-    from .metrics import GroundingSample, bleu4, grounding_scores, object_vocabulary
-
+def evaluate(model: Captioner, records: list[ImageRecord], features: FeatureSource,
+             beam_size: int, device: str, batch_size: int = 32) -> dict:
+    """Validation: `python -m captioner evaluate`'s own scoring (`evaluate_captions`, without
+    METEOR) on the records' features: BLEU-4, and, where the records list objects, pointing
+    accuracy and object recall to watch grounding; plus the first three captions."""
     model.encoder.eval()
     model.decoder.eval()
-    hyps, refs, samples, captions = {}, {}, [], []
-    for i in range(0, len(records), 32):
-        rows = list(range(i, min(i + 32, len(records))))
-        for row, cap in zip(rows, model.decode(features(rows, args.device), args.val_beam_size)):
-            captions.append(cap)
-            hyps[row] = cap.text
-            refs[row] = [" ".join(t) for t in records[row].captions]
-            if records[row].objects:
-                samples.append(GroundingSample(cap.words, cap.alphas, image_size(records[row]),
-                                               records[row].objects))
-    result = {"bleu4": bleu4(refs, hyps)}
-    if samples:
-        vocabulary = object_vocabulary(r.objects for r in records) | classifier_words(captions)
-        scores = grounding_scores(samples, vocabulary)
-        result.update({key: scores[key] for key in ("pointing_accuracy", "object_recall")})
-    return {**result, "samples": [hyps[r] for r in sorted(hyps)[:3]]}
+
+    def batches():
+        for i in range(0, len(records), batch_size):
+            rows = list(range(i, min(i + batch_size, len(records))))
+            yield [records[r].id for r in rows], features(rows, device)  # ids, (B, 196, C)
+
+    scores = evaluate_captions(model, batches(), records, beam_size, meteor=False)
+    result = {"bleu4": scores["BLEU-4"]}
+    if scores["counts"]["images_with_objects"]:
+        result.update(pointing_accuracy=scores["pointing_accuracy"],
+                      object_recall=scores["object_recall"])
+    return {**result, "samples": [c["caption"] for c in scores["captions"][:3]]}
 
 
 def grow_vocabulary(model: Captioner, records: list[ImageRecord], min_freq: int) -> list[str]:
@@ -344,24 +343,137 @@ def init_distributed(args) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def main(args: argparse.Namespace) -> int:
-    if args.no_repeat_ngram is not None and args.no_repeat_ngram < 0:
-        print("error: --no-repeat-ngram must not be negative", file=sys.stderr)
-        return 2
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options, in one sentence; None if nothing."""
     if args.init_from and (args.resume or args.test_only):
-        print("error: --init-from starts a new run; it cannot go with --resume or --test-only",
-              file=sys.stderr)
-        return 2
+        return "--init-from starts a new run; it cannot go with --resume or --test-only"
     if args.max_val_images < 1:
-        print("error: --max-val-images must be at least 1", file=sys.stderr)
-        return 2
+        return "--max-val-images must be at least 1"
     if args.encoder not in ENCODERS:
-        print(f"error: unknown encoder {args.encoder!r}; known: {', '.join(ENCODERS)}", file=sys.stderr)
+        return f"unknown encoder {args.encoder!r}; known: {', '.join(ENCODERS)}"
+    return None
+
+
+@dataclass
+class Start:
+    """Where a run starts: its model, progress and (on resume) the optimizer's saved state."""
+    model: Captioner
+    state: dict
+    optimizer_meta: dict | None = None
+    optimizer_tensors: dict | None = None
+
+
+def start_run(args: argparse.Namespace, train_records: list[ImageRecord], run: "RunFolder",
+              rank: int) -> Start:
+    """A new model, the same model resumed from `OUT/last` (`--resume`, `--test-only`: `OUT/best`
+    if it exists), or another model's weights to train on (`--init-from`). CheckpointError if
+    the checkpoint cannot be read."""
+    state = {"epoch": 0, "step": 0, "best_bleu4": -1.0, "epochs_since_best": 0, "history": []}
+    if args.resume or args.test_only:
+        source = run.last if (args.resume or not run.best.is_dir()) else run.best
+        ckpt = load_checkpoint(source)
+        model = Captioner.load(source, encoder_weights=args.encoder_weights)
+        state.update(ckpt.extra.get("train_state", {}))
+        if rank == 0:
+            print(f"resuming from {source}: epoch {state['epoch']}, step {state['step']}",
+                  file=sys.stderr)
+        return Start(model, state, ckpt.extra.get("optimizer"), ckpt.training_tensors)
+    if args.init_from:
+        model = Captioner.load(args.init_from, encoder_weights=args.encoder_weights)
+        if args.add_words:
+            added = grow_vocabulary(model, train_records, args.min_word_freq)
+            if rank == 0:
+                print(f"added {len(added)} words to the vocabulary: {' '.join(added[:20])}"
+                      + (" ..." if len(added) > 20 else ""), file=sys.stderr)
+        if rank == 0:
+            report_unknown_words(model.vocab, train_records, args.init_from)
+        return Start(model, state)
+    vocab = Vocabulary.build([t for r in train_records for t in r.captions], args.min_word_freq)
+    model = Captioner.create(args.encoder, vocab, encoder_weights=args.encoder_weights,
+                             fine_tune=args.fine_tune, max_len=args.max_len,
+                             embed_dim=args.embed_dim, attention_dim=args.attention_dim,
+                             decoder_dim=args.decoder_dim, dropout=args.dropout,
+                             deep_output=args.deep_output, coverage=args.coverage)
+    return Start(model, state)
+
+
+def feature_source(model: Captioner, records: list[ImageRecord], split: str, cache_dir: Path,
+                   device: str, missing: set, data: str, images: str | None = None,
+                   rank: int = 0, world: int = 1) -> FeatureSource:
+    """The split's features: cached once (rank 0 encodes, the others wait and read), or, when
+    the encoder is fine-tuned, the images themselves, read per batch."""
+    if model.encoder.fine_tune:  # missing images are left out of training
+        return FeatureSource(model, records, None, {r.id for r in records} & missing)
+    if world > 1 and rank != 0:
+        dist.barrier()
+    feats, meta = cache_features(model.encoder, records, cache_dir, split, device=device)
+    if world > 1 and rank == 0:
+        dist.barrier()
+    if len(meta["bad_ids"]) == len(records):
+        raise DataError(f"{data}: none of the {len(records)} {split} images could be read (e.g. "
+                        f"{records[0].path}); `python -m captioner check-data --data {data}"
+                        f"{f' --images {images}' if images else ''}` says why")
+    return FeatureSource(model, records, feats, meta["bad_ids"])
+
+
+def make_optimizer(model: Captioner, args: argparse.Namespace, start: Start,
+                   fine_tune_starts: bool) -> torch.optim.Optimizer:
+    """Adam over the decoder (and the encoder's trainable stages); a resumed run gets its saved
+    state back, except when fine-tuning starts now (the paper's second stage: a new optimizer)."""
+    groups = [{"params": list(model.decoder.parameters()),
+               "lr": DEFAULT_LR if args.lr is None else args.lr}]
+    if model.encoder.fine_tune:
+        groups.append({"params": [p for p in model.encoder.parameters() if p.requires_grad],
+                       "lr": args.encoder_lr})
+    optimizer = torch.optim.Adam(groups)
+    if start.optimizer_meta is not None and not fine_tune_starts:
+        optimizer_from_tensors(optimizer, start.optimizer_tensors, start.optimizer_meta)
+        if args.lr is not None:  # a new learning rate for the rest of the run
+            optimizer.param_groups[0]["lr"] = args.lr
+    return optimizer
+
+
+class RunFolder:
+    """OUT/: last/ (everything to resume, after each epoch and every --save-every steps),
+    best/ (fp16 weights of the best validation BLEU-4), log.jsonl and curve.png. Only rank 0
+    writes."""
+
+    def __init__(self, out: str | Path, rank: int = 0):
+        self.out, self.rank = Path(out), rank
+        self.last, self.best = self.out / "last", self.out / "best"
+
+    def save_last(self, model: Captioner, optimizer: torch.optim.Optimizer, state: dict,
+                  run_args: dict, epoch: int, step: int) -> None:
+        if self.rank != 0:
+            return
+        tensors, meta = optimizer_to_tensors(optimizer)
+        data = model.checkpoint_data({"optimizer": meta,
+                                      "train_state": {**state, "epoch": epoch, "step": step},
+                                      "args": run_args})
+        data.training_tensors = tensors
+        save_checkpoint(self.last, data, half=False)
+
+    def record_epoch(self, model: Captioner, state: dict, entry: dict, improved: bool,
+                     run_args: dict) -> None:
+        if self.rank != 0:
+            return
+        print(json.dumps(entry), file=sys.stderr, flush=True)
+        with open(self.out / "log.jsonl", "a", encoding="utf-8") as log:
+            log.write(json.dumps(entry) + "\n")
+        if improved:
+            model.save(self.best, half=True, extra={"args": run_args, "history": state["history"],
+                                                    "best_bleu4": state["best_bleu4"]})
+        plot_curve(state["history"], self.out / "curve.png")
+
+
+def main(args: argparse.Namespace) -> int:
+    problem = check_arguments(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     rank, world = init_distributed(args)
     torch.manual_seed(args.seed)
-    out = Path(args.out)
-    last_dir, best_dir = out / "last", out / "best"
+    run = RunFolder(args.out, rank)
     records = load_karpathy(args.data, args.images)
     train_records = split_records(records, "train")
     val_records = split_records(records, "val")[:args.max_val_images]
@@ -371,97 +483,39 @@ def main(args: argparse.Namespace) -> int:
                            {"train": train_records, "val": val_records},
                            args.data, args.images, args.allow_missing, quiet=rank != 0)
     val_records = [r for r in val_records if r.id not in missing]
-
-    state = {"epoch": 0, "step": 0, "best_bleu4": -1.0, "epochs_since_best": 0, "history": []}
-    optimizer_meta = None
-    if args.resume or args.test_only:
-        source = last_dir if (args.resume or not best_dir.is_dir()) else best_dir
-        try:
-            ckpt = load_checkpoint(source)
-        except CheckpointError as e:
-            print(f"error: cannot resume: {e}", file=sys.stderr)
-            return 2
-        model = Captioner.load(source, encoder_weights=args.encoder_weights)
-        state.update(ckpt.extra.get("train_state", {}))
-        optimizer_meta = ckpt.extra.get("optimizer")
-        training_tensors = ckpt.training_tensors
-        if rank == 0:
-            print(f"resuming from {source}: epoch {state['epoch']}, step {state['step']}",
-                  file=sys.stderr)
-    elif args.init_from:
-        try:
-            model = Captioner.load(args.init_from, encoder_weights=args.encoder_weights)
-        except CheckpointError as e:
-            print(f"error: cannot start from {args.init_from}: {e}", file=sys.stderr)
-            return 2
-        if args.add_words:
-            added = grow_vocabulary(model, train_records, args.min_word_freq)
-            if rank == 0:
-                print(f"added {len(added)} words to the vocabulary: {' '.join(added[:20])}"
-                      + (" ..." if len(added) > 20 else ""), file=sys.stderr)
-        if rank == 0:
-            report_unknown_words(model.vocab, train_records, args.init_from)
-    else:
-        vocab = Vocabulary.build([t for r in train_records for t in r.captions], args.min_word_freq)
-        model = Captioner.create(args.encoder, vocab, encoder_weights=args.encoder_weights,
-                                 fine_tune=args.fine_tune, max_len=args.max_len,
-                                 embed_dim=args.embed_dim, attention_dim=args.attention_dim,
-                                 decoder_dim=args.decoder_dim, dropout=args.dropout,
-                                 deep_output=args.deep_output, coverage=args.coverage)
+    try:
+        start = start_run(args, train_records, run, rank)
+    except CheckpointError as e:
+        doing = f"start from {args.init_from}" if args.init_from else "resume"
+        print(f"error: cannot {doing}: {e}", file=sys.stderr)
+        return 2
+    model, state = start.model, start.state
     if args.no_repeat_ngram is not None:
         model.no_repeat_ngram = args.no_repeat_ngram
-    start_fine_tune = args.fine_tune and not model.encoder.fine_tune
-    if start_fine_tune:  # the paper's second stage: unfreeze the encoder's last stages now
+    fine_tune_starts = args.fine_tune and not model.encoder.fine_tune
+    if fine_tune_starts:  # the paper's second stage: unfreeze the encoder's last stages now
         model.encoder.set_fine_tune(True)
     model.to(args.device)
-    out.mkdir(parents=True, exist_ok=True)
-
-    def source_for(split_records_: list[ImageRecord], split: str) -> FeatureSource:
-        if model.encoder.fine_tune:  # images read per batch; missing ones left out of training
-            return FeatureSource(model, split_records_, None, {r.id for r in split_records_} & missing)
-        cache_dir = args.cache or out / "features"
-        if world > 1 and rank != 0:
-            dist.barrier()  # rank 0 encodes; the others wait, then read its cache
-        feats, meta = cache_features(model.encoder, split_records_, cache_dir, split, device=args.device)
-        if world > 1 and rank == 0:
-            dist.barrier()
-        if len(meta["bad_ids"]) == len(split_records_):
-            raise DataError(f"{args.data}: none of the {len(split_records_)} {split} images could "
-                            f"be read (e.g. {split_records_[0].path}); "
-                            f"`python -m captioner check-data --data {args.data}"
-                            f"{f' --images {args.images}' if args.images else ''}` says why")
-        return FeatureSource(model, split_records_, feats, meta["bad_ids"])
-
-    val_source = source_for(val_records, "val")
+    run.out.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(args.cache) if args.cache else run.out / "features"
+    val_source = feature_source(model, val_records, "val", cache_dir, args.device, missing,
+                                args.data, args.images, rank, world)
     if args.test_only:
-        result = evaluate(model, val_records, val_source, args)
+        result = evaluate(model, val_records, val_source, args.val_beam_size, args.device)
         print(json.dumps({"split": "val", **result}))
         return 0
 
-    train_source = source_for(train_records, "train")
-    grid = None
-    if args.alpha_box:
-        if not any(r.objects for r in train_records):
-            print(f"error: --alpha-box needs `objects` with boxes in {args.data}", file=sys.stderr)
-            return 2
-        grid = GRID
+    train_source = feature_source(model, train_records, "train", cache_dir, args.device, missing,
+                                  args.data, args.images, rank, world)
+    if args.alpha_box and not any(r.objects for r in train_records):
+        print(f"error: --alpha-box needs `objects` with boxes in {args.data}", file=sys.stderr)
+        return 2
     batches = CaptionBatches(train_records, model.vocab, model.max_len, args.batch_size, args.seed,
-                             train_source.bad_ids, grid)
-
+                             train_source.bad_ids, GRID if args.alpha_box else None)
     module = TrainingModule(model, args.alpha_c, args.alpha_box)
-    groups = [{"params": [p for p in model.decoder.parameters()],
-               "lr": 4e-4 if args.lr is None else args.lr}]
-    if model.encoder.fine_tune:
-        groups.append({"params": [p for p in model.encoder.parameters() if p.requires_grad],
-                       "lr": args.encoder_lr})
-    optimizer = torch.optim.Adam(groups)
-    if optimizer_meta is not None and not start_fine_tune:
-        optimizer_from_tensors(optimizer, training_tensors, optimizer_meta)
-        if args.lr is not None:  # a new learning rate for the rest of the run
-            optimizer.param_groups[0]["lr"] = args.lr
+    optimizer = make_optimizer(model, args, start, fine_tune_starts)
     if world > 1:
         module = nn.parallel.DistributedDataParallel(module)
-
     # The options that made this run; on resume, the model's own sizes replace the defaults.
     run_args = {k: v for k, v in vars(args).items()
                 if isinstance(v, (str, int, float, bool, type(None)))}
@@ -469,32 +523,22 @@ def main(args: argparse.Namespace) -> int:
                     encoder=model.encoder.name, max_len=model.max_len,
                     no_repeat_ngram=model.no_repeat_ngram)
 
-    def save_last(epoch: int, step: int) -> None:
-        if rank != 0:
-            return
-        tensors, meta = optimizer_to_tensors(optimizer)
-        data = model.checkpoint_data({"optimizer": meta,
-                                      "train_state": {**state, "epoch": epoch, "step": step},
-                                      "args": run_args})
-        data.training_tensors = tensors
-        save_checkpoint(last_dir, data, half=False)
-
-    def on_step(step: int, loss: float) -> None:
+    def save_every(step: int, loss: float) -> None:
         if args.save_every and step % args.save_every == 0:
-            save_last(state["epoch"], step)
+            run.save_last(model, optimizer, state, run_args, state["epoch"], step)
 
     started = time.time()
     for epoch in range(state["epoch"], args.epochs):
         state["epoch"] = epoch
         t0 = time.time()
-        loss = train_one_epoch(module, optimizer, batches, train_source, args, epoch, rank, world,
-                               start_step=state["step"], on_step=on_step)
+        loss = train_one_epoch(module, optimizer, batches, train_source, epoch, args.device,
+                               args.grad_clip, rank, world, state["step"], save_every)
         if world > 1:  # the mean loss over all ranks
             t = torch.tensor([loss], device=args.device)
             dist.all_reduce(t)
             loss = t.item() / world
         state["step"] = 0
-        result = evaluate(model, val_records, val_source, args)
+        result = evaluate(model, val_records, val_source, args.val_beam_size, args.device)
         improved = result["bleu4"] > state["best_bleu4"]
         state["best_bleu4"] = max(state["best_bleu4"], result["bleu4"])
         state["epochs_since_best"] = 0 if improved else state["epochs_since_best"] + 1
@@ -503,15 +547,8 @@ def main(args: argparse.Namespace) -> int:
                     if k != "samples"},
                  "seconds": round(time.time() - t0, 1), "samples": result["samples"]}
         state["history"].append(entry)
-        if rank == 0:
-            print(json.dumps(entry), file=sys.stderr, flush=True)
-            with open(out / "log.jsonl", "a", encoding="utf-8") as log:
-                log.write(json.dumps(entry) + "\n")
-            if improved:
-                model.save(best_dir, half=True, extra={"args": run_args, "history": state["history"],
-                                                       "best_bleu4": state["best_bleu4"]})
-            plot_curve(state["history"], out / "curve.png")
-        save_last(epoch + 1, 0)
+        run.record_epoch(model, state, entry, improved, run_args)
+        run.save_last(model, optimizer, state, run_args, epoch + 1, 0)
         if world > 1:
             dist.barrier()
         if state["epochs_since_best"] >= args.patience:
@@ -521,7 +558,7 @@ def main(args: argparse.Namespace) -> int:
             break
     if rank == 0:
         print(f"done in {time.time() - started:.0f} s; best validation BLEU-4 "
-              f"{state['best_bleu4']:.4f} -> {best_dir}", file=sys.stderr)
+              f"{state['best_bleu4']:.4f} -> {run.best}", file=sys.stderr)
     if world > 1:
         dist.destroy_process_group()
     return 0

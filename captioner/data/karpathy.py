@@ -77,3 +77,11 @@ def split_records(records: list[ImageRecord], split: str) -> list[ImageRecord]:
         there = ", ".join(sorted({r.split for r in records})) or "none"
         raise DataError(f"no images in split {split!r} (splits in the data: {there})")
     return chosen
+
+
+def image_size(record: ImageRecord) -> tuple[int, int]:
+    """(width, height) of the image file, read from its header: the boxes are in its pixels."""
+    from PIL import Image
+
+    with Image.open(record.path) as im:
+        return im.size
