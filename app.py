@@ -4,6 +4,7 @@
 
 Listens on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT, by default 127.0.0.1:7860.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Serve the Show, Attend and Tell demo.")
-    p.add_argument("--checkpoint", default=None,
-                   help="checkpoint folder shown first (default: checkpoints/default); "
-                        "every folder under checkpoints/ is offered too")
-    p.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint folder shown first (default: checkpoints/default); "
+        "every folder under checkpoints/ is offered too",
+    )
+    p.add_argument(
+        "--share", action="store_true", help="also serve through a public gradio.live link"
+    )
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     return p.parse_args(argv)
@@ -31,8 +37,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from captioner import CheckpointError, tune_malloc
+
     tune_malloc()
     from demo import CaptionDemo
+
     try:
         app = CaptionDemo.create(checkpoint=args.checkpoint)
     except CheckpointError as e:

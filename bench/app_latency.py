@@ -8,6 +8,7 @@ server and its children), and, in this process afterwards, what the page's own e
 cost: drawing the first frame, the GIF, the grid figure and stepping to another word (those
 events are private, so no client can call them).
 """
+
 from __future__ import annotations
 
 import os
@@ -79,6 +80,7 @@ def wait_for(url: str, proc: subprocess.Popen, timeout: float) -> float:
 def checkpoint_for_app(checkpoint: str | None, scratch: Path) -> tuple[str, str]:
     """A checkpoint folder the app can load, and what it is: the random model is saved first."""
     from captioner import default_checkpoint_dir
+
     if checkpoint and checkpoint != "random":
         return checkpoint, f"checkpoint {checkpoint}"
     if not checkpoint and (default_checkpoint_dir() / "config.json").is_file():
@@ -92,6 +94,7 @@ def checkpoint_for_app(checkpoint: str | None, scratch: Path) -> tuple[str, str]
 def drive(url: str, upload: Path, requests: int, beam: int) -> tuple[list[float], dict, list[str]]:
     """Upload-to-caption seconds for each request, the last answer, and the named endpoints."""
     from gradio_client import Client, handle_file
+
     client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
     api = client.view_api(print_info=False, return_format="dict") or {}
     endpoints = sorted(api.get("named_endpoints", {}))
@@ -110,7 +113,10 @@ def drive(url: str, upload: Path, requests: int, beam: int) -> tuple[list[float]
 def handler_costs(checkpoint: str, upload: Path, repeats: int) -> list[list[str]]:
     """What the page's events cost after a caption, called as methods (no browser, no server)."""
     from demo import CaptionDemo
-    app = CaptionDemo.create(checkpoint=checkpoint, warm=True, scene_maker=None)  # no background preload
+
+    app = CaptionDemo.create(
+        checkpoint=checkpoint, warm=True, scene_maker=None
+    )  # no background preload
     samples: dict[str, list[float]] = {}
 
     def timed(name, fn):
@@ -133,8 +139,10 @@ def handler_costs(checkpoint: str, upload: Path, repeats: int) -> list[list[str]
         if r == 0:
             samples.clear()
     words = len(rendered)
-    return [[name, fmt(statistics.median(v) * 1000), f"{min(v) * 1000:.0f}-{max(v) * 1000:.0f}"]
-            for name, v in samples.items()] + [["(words in the caption)", str(words), ""]]
+    return [
+        [name, fmt(statistics.median(v) * 1000), f"{min(v) * 1000:.0f}-{max(v) * 1000:.0f}"]
+        for name, v in samples.items()
+    ] + [["(words in the caption)", str(words), ""]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=20, help="timed caption requests")
     p.add_argument("--beam-size", type=int, default=3)
     p.add_argument("--startup-timeout", type=float, default=300)
-    p.add_argument("--no-handlers", action="store_true", help="skip the in-process event handler timings")
+    p.add_argument(
+        "--no-handlers", action="store_true", help="skip the in-process event handler timings"
+    )
     args = p.parse_args(argv)
     setup(args)
     scratch = Path(tempfile.mkdtemp(prefix="bench-app-"))
@@ -150,13 +160,23 @@ def main(argv: list[str] | None = None) -> int:
     upload = scratch / "astronaut_448.jpg"
     upload.write_bytes(astronaut_jpeg(448))
     port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRADIO_TEMP_DIR": str(scratch / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_TEMP_DIR": str(scratch / "gradio"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
     log_path = scratch / "app.log"
     url = f"http://127.0.0.1:{port}/"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", "--checkpoint", checkpoint], cwd=REPO, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--checkpoint", checkpoint],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             startup = wait_for(url, proc, args.startup_timeout)
             idle_rss, _ = tree_memory(proc.pid)
@@ -173,16 +193,24 @@ def main(argv: list[str] | None = None) -> int:
                 proc.kill()
 
     step_names = [e for e in endpoints if e != "/caption"]
-    rows = [["server start (until the page answers)", fmt(startup, 1) + " s"],
-            [f"upload-to-caption p50 ({len(times)} requests, beam {args.beam_size})",
-             fmt(statistics.median(times) * 1000, 0) + " ms"],
-            ["upload-to-caption p95", fmt(percentile(times, 95) * 1000, 0) + " ms"],
-            ["upload-to-caption min / max", f"{min(times) * 1000:.0f} / {max(times) * 1000:.0f} ms"],
-            ["server RSS after start (model loaded, warmed)", fmt(idle_rss, 0) + " MiB"],
-            [f"server RSS after {len(times) + 1} requests", fmt(rss, 0) + " MiB"],
-            ["server peak RSS (VmHWM)", fmt(hwm, 0) + " MiB"],
-            ["step to another word (API)", ", ".join(step_names) if step_names else
-             "not exposed: the page's word events are private (see the next table)"]]
+    rows = [
+        ["server start (until the page answers)", fmt(startup, 1) + " s"],
+        [
+            f"upload-to-caption p50 ({len(times)} requests, beam {args.beam_size})",
+            fmt(statistics.median(times) * 1000, 0) + " ms",
+        ],
+        ["upload-to-caption p95", fmt(percentile(times, 95) * 1000, 0) + " ms"],
+        ["upload-to-caption min / max", f"{min(times) * 1000:.0f} / {max(times) * 1000:.0f} ms"],
+        ["server RSS after start (model loaded, warmed)", fmt(idle_rss, 0) + " MiB"],
+        [f"server RSS after {len(times) + 1} requests", fmt(rss, 0) + " MiB"],
+        ["server peak RSS (VmHWM)", fmt(hwm, 0) + " MiB"],
+        [
+            "step to another word (API)",
+            ", ".join(step_names)
+            if step_names
+            else "not exposed: the page's word events are private (see the next table)",
+        ],
+    ]
     print_table(["measure", "value"], rows, title=f"The app through gradio_client ({what})")
     print(f"\nnamed endpoints: {', '.join(endpoints)}; caption: {answer.get('caption', answer)!r}")
 
@@ -192,9 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         except (ImportError, AttributeError, TypeError) as e:
             print(f"\n(the page's handlers could not be timed: {type(e).__name__}: {e})")
         else:
-            print_table(["page event, in process (demo/app.py)", "median ms", "range"], rows,
-                        title=f"The page's own events after a caption, called directly "
-                              f"(median of {args.repeats})")
+            print_table(
+                ["page event, in process (demo/app.py)", "median ms", "range"],
+                rows,
+                title=f"The page's own events after a caption, called directly "
+                f"(median of {args.repeats})",
+            )
     return 0
 
 

@@ -3,6 +3,7 @@
 Timings on a small shared CPU are noisy, so every comparison runs its contestants in one
 process, alternating (and rotating the order each round), and reports medians.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -26,17 +27,31 @@ REPO = Path(__file__).resolve().parent.parent
 def base_parser(description: str, repeats: int) -> argparse.ArgumentParser:
     """The options every benchmark takes."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--checkpoint", default=None,
-                   help="checkpoint folder (default: checkpoints/default if it exists, else "
-                        "'random': random decoder weights, embed 256, attention 256, decoder 512)")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint folder (default: checkpoints/default if it exists, else "
+        "'random': random decoder weights, embed 256, attention 256, decoder 512)",
+    )
     p.add_argument("--repeats", type=int, default=repeats, help="timed rounds per contestant")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch.set_num_threads (default: PyTorch's, 2 on this machine)")
-    p.add_argument("--no-malloc-tune", action="store_true",
-                   help="leave glibc malloc at its defaults (to measure what tune_malloc buys)")
-    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                   help="wall time (default), or this process's CPU time: steadier while other "
-                        "processes load the cores, but blind to waiting (use with --threads 1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads (default: PyTorch's, 2 on this machine)",
+    )
+    p.add_argument(
+        "--no-malloc-tune",
+        action="store_true",
+        help="leave glibc malloc at its defaults (to measure what tune_malloc buys)",
+    )
+    p.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall time (default), or this process's CPU time: steadier while other "
+        "processes load the cores, but blind to waiting (use with --threads 1)",
+    )
     return p
 
 
@@ -46,9 +61,12 @@ def setup(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"malloc tuned: {tuned}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
-          f"clock: {args.clock}; load average {_loadavg()}", flush=True)
+    print(
+        f"# torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"malloc tuned: {tuned}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+        f"clock: {args.clock}; load average {_loadavg()}",
+        flush=True,
+    )
 
 
 def _loadavg() -> str:
@@ -61,8 +79,10 @@ def _loadavg() -> str:
 def random_vocab(n_words: int = 400) -> Vocabulary:
     """A made-up vocabulary the size of the default model's."""
     syllables = ["ba", "ko", "ri", "mu", "te", "sa", "lo", "ne", "pi", "du", "fa", "gi"]
-    words = {syllables[i % 12] + syllables[(i // 12) % 12] + syllables[(i // 144) % 12]
-             for i in range(n_words)}
+    words = {
+        syllables[i % 12] + syllables[(i // 12) % 12] + syllables[(i // 144) % 12]
+        for i in range(n_words)
+    }
     return Vocabulary.build([sorted(words)])
 
 
@@ -77,20 +97,38 @@ def load_model(checkpoint: str | None, seed: int = 0) -> tuple[Captioner, str]:
         model = Captioner.load(path)
         return model, f"checkpoint {path}"
     torch.manual_seed(seed)
-    model = Captioner.create("efficientnet-lite2", random_vocab(), embed_dim=256,
-                             attention_dim=256, decoder_dim=512)
+    model = Captioner.create(
+        "efficientnet-lite2", random_vocab(), embed_dim=256, attention_dim=256, decoder_dim=512
+    )
     if checkpoint != "random":
         print(f"# note: no model at {path}; using random decoder weights instead", flush=True)
-    return model, (f"random decoder weights (vocab {len(model.vocab)}, embed 256, attention 256, "
-                   f"decoder 512)")
+    return model, (
+        f"random decoder weights (vocab {len(model.vocab)}, embed 256, attention 256, decoder 512)"
+    )
 
 
 def photos(n: int, side: int = 448) -> list[Image.Image]:
     """`n` RGB photos from scikit-image's CC0 set (mirrored/cropped copies beyond the first few)."""
     from skimage import data
-    names = ["astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "camera", "coins",
-             "cat", "immunohistochemistry", "moon", "brick", "grass", "gravel", "hubble_deep_field",
-             "colorwheel", "retina"]
+
+    names = [
+        "astronaut",
+        "chelsea",
+        "coffee",
+        "rocket",
+        "motorcycle_left",
+        "camera",
+        "coins",
+        "cat",
+        "immunohistochemistry",
+        "moon",
+        "brick",
+        "grass",
+        "gravel",
+        "hubble_deep_field",
+        "colorwheel",
+        "retina",
+    ]
     base = []
     for name in names:
         try:
@@ -116,13 +154,17 @@ def photos(n: int, side: int = 448) -> list[Image.Image]:
 def astronaut_jpeg(side: int = 448, quality: int = 90) -> bytes:
     """The upload every end-to-end benchmark uses: scikit-image's astronaut at side x side, JPEG."""
     from skimage import data
+
     buf = io.BytesIO()
-    Image.fromarray(data.astronaut()).resize((side, side), Image.BILINEAR).save(buf, "JPEG", quality=quality)
+    Image.fromarray(data.astronaut()).resize((side, side), Image.BILINEAR).save(
+        buf, "JPEG", quality=quality
+    )
     return buf.getvalue()
 
 
-def alternate(contestants: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
-              clock: str = "wall") -> dict[str, list[float]]:
+def alternate(
+    contestants: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, clock: str = "wall"
+) -> dict[str, list[float]]:
     """Seconds per call of each contestant, run in turn (order rotated every round).
 
     `clock="cpu"` counts this process's CPU time instead of wall time.
@@ -134,7 +176,7 @@ def alternate(contestants: dict[str, Callable[[], object]], repeats: int, warmup
     now = time.process_time if clock == "cpu" else time.perf_counter
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             start = now()
             contestants[name]()
@@ -151,12 +193,16 @@ def spread(samples: Sequence[float]) -> str:
     return f"{min(samples) * 1000:.0f}-{max(samples) * 1000:.0f}"
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str | None = None) -> None:
+def print_table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], title: str | None = None
+) -> None:
     """A Markdown table, ready to paste into the README."""
     if title:
         print(f"\n{title}\n")
     cells = [[str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in cells:

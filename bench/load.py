@@ -9,6 +9,7 @@ Every request must either get a caption, or for a bad file the app's clear error
 queue's "busy" answer; the server's memory after the run must stay within 10% of what it was
 after warm-up (no leak per request). Exits 1 when either target is missed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,10 +29,17 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/load.py` as well as `python -m bench.load`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.app_latency import checkpoint_for_app, free_port, percentile, tree_memory, wait_for  # noqa: E402
-from bench.common import REPO, photos  # noqa: E402
+from bench.app_latency import checkpoint_for_app, free_port, percentile, tree_memory, wait_for
+from bench.common import REPO, photos
 
-BAD_FILES = ("text.jpg", "page.jpg", "truncated.jpg", "truncated.png", "bomb_header.png", "noise.jpg")
+BAD_FILES = (
+    "text.jpg",
+    "page.jpg",
+    "truncated.jpg",
+    "truncated.png",
+    "bomb_header.png",
+    "noise.jpg",
+)
 CLEAR = "can't be used as a picture"  # how the app begins its message for an unusable file
 
 
@@ -45,20 +53,35 @@ class Outcome:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default=None,
-                   help="checkpoint for the app (default: checkpoints/default, else a random-weight "
-                        "model of the default's sizes, saved to a temporary folder)")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint for the app (default: checkpoints/default, else a random-weight "
+        "model of the default's sizes, saved to a temporary folder)",
+    )
     p.add_argument("--url", default=None, help="attach to a running app instead of starting one")
-    p.add_argument("--pid", type=int, default=None, help="with --url: the server's pid, for its memory")
+    p.add_argument(
+        "--pid", type=int, default=None, help="with --url: the server's pid, for its memory"
+    )
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--users", type=int, default=8, help="parallel gradio_client users (threads)")
     p.add_argument("--bad", type=float, default=0.2, help="share of requests that send a bad file")
     p.add_argument("--beam-size", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=None,
-                   help="requests (from all users at once) before the memory baseline (default: 2 per user)")
-    p.add_argument("--request-timeout", type=float, default=120, help="seconds one request may take")
-    p.add_argument("--max-seconds", type=float, default=900,
-                   help="stop sending new requests after this long (the rest count as not sent)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="requests (from all users at once) before the memory baseline (default: 2 per user)",
+    )
+    p.add_argument(
+        "--request-timeout", type=float, default=120, help="seconds one request may take"
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=900,
+        help="stop sending new requests after this long (the rest count as not sent)",
+    )
     p.add_argument("--startup-timeout", type=float, default=300)
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -67,6 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def make_files(folder: Path, n_good: int = 6) -> tuple[list[Path], list[Path]]:
     """Photos to caption (JPEG, as phones send them) and bad files from the test corpus."""
     from tests.corpus import make_corpus
+
     good = []
     for i, im in enumerate(photos(n_good, side=640)):
         path = folder / f"photo_{i}.jpg"
@@ -106,6 +130,7 @@ class Users:
 
     def user(self, _: int) -> None:
         from gradio_client import Client, handle_file
+
         client = Client(self.url, verbose=False, download_files=False, analytics_enabled=False)
         try:
             while time.monotonic() < self.stop_at:
@@ -115,8 +140,12 @@ class Users:
                 kind, path = self.schedule[i]
                 start = time.perf_counter()
                 try:
-                    job = client.submit(handle_file(str(path)), self.args.beam_size, api_name="/caption")
-                    result, detail = classify(kind, answer=job.result(timeout=self.args.request_timeout))
+                    job = client.submit(
+                        handle_file(str(path)), self.args.beam_size, api_name="/caption"
+                    )
+                    result, detail = classify(
+                        kind, answer=job.result(timeout=self.args.request_timeout)
+                    )
                 except Exception as e:  # noqa: BLE001 - every way a request can end is counted
                     result, detail = classify(kind, error=e)
                 with self.lock:
@@ -135,29 +164,51 @@ def memory_mib(pid: int | None) -> float | None:
     return tree_memory(pid)[0] if pid else None
 
 
-def report(outcomes: list[Outcome], planned: int, args, before: float | None, after: float | None,
-           peak: float | None, wall: float, what: str) -> bool:
-    count = {r: sum(o.result == r for o in outcomes)
-             for r in ("caption", "clear error", "busy", "wrong", "unclear error", "failed")}
+def report(
+    outcomes: list[Outcome],
+    planned: int,
+    args,
+    before: float | None,
+    after: float | None,
+    peak: float | None,
+    wall: float,
+    what: str,
+) -> bool:
+    count = {
+        r: sum(o.result == r for o in outcomes)
+        for r in ("caption", "clear error", "busy", "wrong", "unclear error", "failed")
+    }
     good = [o for o in outcomes if o.kind == "good"]
     bad = [o for o in outcomes if o.kind == "bad"]
     captioned = [o.seconds for o in outcomes if o.result == "caption"]
     refused = [o.seconds for o in outcomes if o.result == "clear error"]
     print(f"model: {what}")
-    print(f"{planned} requests planned from {args.users} users, {len(outcomes)} sent in {wall:.1f} s "
-          f"({len(outcomes) / wall:.2f} requests/s); {len(good)} good pictures, {len(bad)} bad files; "
-          f"beam {args.beam_size}")
-    print(f"success rate (good pictures captioned): {count['caption']}/{len(good)} "
-          f"= {100 * count['caption'] / max(len(good), 1):.1f}%")
-    print(f"clear errors (bad files refused with the app's message): {count['clear error']}/{len(bad)}")
+    print(
+        f"{planned} requests planned from {args.users} users, {len(outcomes)} sent in {wall:.1f} s "
+        f"({len(outcomes) / wall:.2f} requests/s); {len(good)} good pictures, {len(bad)} bad files; "
+        f"beam {args.beam_size}"
+    )
+    print(
+        f"success rate (good pictures captioned): {count['caption']}/{len(good)} "
+        f"= {100 * count['caption'] / max(len(good), 1):.1f}%"
+    )
+    print(
+        f"clear errors (bad files refused with the app's message): {count['clear error']}/{len(bad)}"
+    )
     print(f"busy rejections (queue full): {count['busy']}")
-    print(f"wrong answers: {count['wrong']}; unclear errors: {count['unclear error']}; "
-          f"failed (timeout, connection): {count['failed']}; not sent (time limit): {planned - len(outcomes)}")
+    print(
+        f"wrong answers: {count['wrong']}; unclear errors: {count['unclear error']}; "
+        f"failed (timeout, connection): {count['failed']}; not sent (time limit): {planned - len(outcomes)}"
+    )
     if captioned:
-        print(f"caption latency: p50 {statistics.median(captioned):.2f} s, p95 {percentile(captioned, 95):.2f} s, "
-              f"max {max(captioned):.2f} s")
+        print(
+            f"caption latency: p50 {statistics.median(captioned):.2f} s, p95 {percentile(captioned, 95):.2f} s, "
+            f"max {max(captioned):.2f} s"
+        )
     if refused:
-        print(f"clear-error latency: p50 {statistics.median(refused):.2f} s, p95 {percentile(refused, 95):.2f} s")
+        print(
+            f"clear-error latency: p50 {statistics.median(refused):.2f} s, p95 {percentile(refused, 95):.2f} s"
+        )
     for o in [o for o in outcomes if o.result in ("wrong", "unclear error", "failed")][:5]:
         print(f"  {o.result} ({o.kind} file): {o.detail}")
     examples = sorted({o.detail for o in outcomes if o.result == "clear error"})[:3]
@@ -166,13 +217,18 @@ def report(outcomes: list[Outcome], planned: int, args, before: float | None, af
     ok = count["caption"] + count["clear error"] + count["busy"] == planned
     if before is not None and after is not None:
         growth = 100 * (after - before) / before
-        print(f"server memory (VmRSS): {before:.0f} MiB after warm-up, {after:.0f} MiB after the run "
-              f"({growth:+.1f}%), highest sample during the run {peak:.0f} MiB")
+        print(
+            f"server memory (VmRSS): {before:.0f} MiB after warm-up, {after:.0f} MiB after the run "
+            f"({growth:+.1f}%), highest sample during the run {peak:.0f} MiB"
+        )
         ok &= growth <= 10.0
     else:
         print("server memory: unknown (give --pid with --url)")
-    print("target met: every request captioned, clearly refused or told busy; memory within 10%"
-          if ok else "TARGET MISSED")
+    print(
+        "target met: every request captioned, clearly refused or told busy; memory within 10%"
+        if ok
+        else "TARGET MISSED"
+    )
     return ok
 
 
@@ -181,8 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="bench-load-"))
     good, bad = make_files(scratch)
     rng = random.Random(args.seed)
-    schedule = [("bad", rng.choice(bad)) if rng.random() < args.bad else ("good", good[i % len(good)])
-                for i in range(args.requests)]
+    schedule = [
+        ("bad", rng.choice(bad)) if rng.random() < args.bad else ("good", good[i % len(good)])
+        for i in range(args.requests)
+    ]
     proc = None
     log_path = scratch / "app.log"
     if args.url:
@@ -191,11 +249,21 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint, what = checkpoint_for_app(args.checkpoint, scratch)
         port = free_port()
         url = f"http://127.0.0.1:{port}/"
-        env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-               "GRADIO_TEMP_DIR": str(scratch / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False"}
+        env = {
+            **os.environ,
+            "GRADIO_SERVER_PORT": str(port),
+            "GRADIO_SERVER_NAME": "127.0.0.1",
+            "GRADIO_TEMP_DIR": str(scratch / "gradio"),
+            "GRADIO_ANALYTICS_ENABLED": "False",
+        }
         log = open(log_path, "w")
-        proc = subprocess.Popen([sys.executable, "app.py", "--checkpoint", checkpoint], cwd=REPO, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--checkpoint", checkpoint],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         pid = proc.pid
     try:
         if proc is not None:
@@ -212,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         peak = [before or 0.0]
         done = threading.Event()
         users = Users(url, schedule, args)
-        timeline: list[tuple[int, float]] = []  # (requests answered, MiB): a leak climbs, warm-up levels off
+        timeline: list[
+            tuple[int, float]
+        ] = []  # (requests answered, MiB): a leak climbs, warm-up levels off
         marks = {round(len(schedule) * q) for q in (0.25, 0.5, 0.75)}
 
         def sample() -> None:
@@ -234,9 +304,13 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(2.0)  # let the server finish its bookkeeping before the last reading
         after = memory_mib(pid)
         if pid:
-            print(f"warm-up: {len(warm)} requests from {args.users} users; server memory during the run: "
-                  + ", ".join(f"{m:.0f} MiB after {n}" for n, m in timeline))
-        ok = report(outcomes, len(schedule), args, before, after, peak[0] if pid else None, wall, what)
+            print(
+                f"warm-up: {len(warm)} requests from {args.users} users; server memory during the run: "
+                + ", ".join(f"{m:.0f} MiB after {n}" for n, m in timeline)
+            )
+        ok = report(
+            outcomes, len(schedule), args, before, after, peak[0] if pid else None, wall, what
+        )
         return 0 if ok else 1
     except Exception:
         if proc is not None:

@@ -9,10 +9,11 @@ with a `pack_padded_sequence` loss, `pyramid_expand` for the attention pictures 
 default GIF save. It loads the very weights of our `Decoder` (`lstm.*` is `decode_step.*`
 there), so both must produce the same numbers; only the speed may differ.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -42,17 +43,23 @@ class Attention(nn.Module):
         att2 = self.decoder_att(decoder_hidden)  # (batch, attention_dim)
         att = att1 + att2.unsqueeze(1)  # (batch, num_pixels, attention_dim)
         if self.coverage_att is not None:
-            att = att + self.coverage_att(coverage.unsqueeze(2) * coverage.size(1))  # (batch, num_pixels, attention_dim)
+            att = att + self.coverage_att(
+                coverage.unsqueeze(2) * coverage.size(1)
+            )  # (batch, num_pixels, attention_dim)
         att = self.full_att(self.relu(att)).squeeze(2)  # (batch, num_pixels)
         alpha = self.softmax(att)  # (batch, num_pixels)
-        attention_weighted_encoding = (encoder_out * alpha.unsqueeze(2)).sum(dim=1)  # (batch, encoder_dim)
+        attention_weighted_encoding = (encoder_out * alpha.unsqueeze(2)).sum(
+            dim=1
+        )  # (batch, encoder_dim)
         return attention_weighted_encoding, alpha
 
 
 class DecoderWithAttention(nn.Module):
     """The tutorial's decoder, with our parameter names except `decode_step` (our `lstm`)."""
 
-    def __init__(self, attention_dim, embed_dim, decoder_dim, vocab_size, encoder_dim=2048, dropout=0.5):
+    def __init__(
+        self, attention_dim, embed_dim, decoder_dim, vocab_size, encoder_dim=2048, dropout=0.5
+    ):
         super().__init__()
         self.encoder_dim = encoder_dim
         self.attention_dim = attention_dim
@@ -84,16 +91,22 @@ class DecoderWithAttention(nn.Module):
         return self.fc(self.dropout(h))
 
     @classmethod
-    def from_decoder(cls, decoder: Decoder) -> "DecoderWithAttention":
+    def from_decoder(cls, decoder: Decoder) -> DecoderWithAttention:
         """A tutorial decoder holding a copy of `decoder`'s weights."""
         c = decoder.config
-        model = cls(c.attention_dim, c.embed_dim, c.decoder_dim, c.vocab_size, c.encoder_dim, c.dropout)
+        model = cls(
+            c.attention_dim, c.embed_dim, c.decoder_dim, c.vocab_size, c.encoder_dim, c.dropout
+        )
         if c.deep_output:
             model.add_deep_output()
         if c.coverage:
             model.attention.coverage_att = nn.Linear(1, c.attention_dim, bias=False)
-        state = {k.replace("lstm.", "decode_step.", 1) if k.startswith("lstm.") else k: v.detach().clone()
-                 for k, v in decoder.state_dict().items()}
+        state = {
+            k.replace("lstm.", "decode_step.", 1)
+            if k.startswith("lstm.")
+            else k: v.detach().clone()
+            for k, v in decoder.state_dict().items()
+        }
         model.load_state_dict(state, strict=True)
         return model.to(next(decoder.parameters()).device)
 
@@ -108,7 +121,9 @@ class DecoderWithAttention(nn.Module):
         batch_size = encoder_out.size(0)
         encoder_dim = encoder_out.size(-1)
         vocab_size = self.vocab_size
-        encoder_out = encoder_out.view(batch_size, -1, encoder_dim)  # (batch, num_pixels, encoder_dim)
+        encoder_out = encoder_out.view(
+            batch_size, -1, encoder_dim
+        )  # (batch, num_pixels, encoder_dim)
         num_pixels = encoder_out.size(1)
         caption_lengths, sort_ind = caption_lengths.squeeze(1).sort(dim=0, descending=True)
         encoder_out = encoder_out[sort_ind]
@@ -116,26 +131,33 @@ class DecoderWithAttention(nn.Module):
         embeddings = self.embedding(encoded_captions)  # (batch, max_caption_length, embed_dim)
         h, c = self.init_hidden_state(encoder_out)  # (batch, decoder_dim)
         decode_lengths = (caption_lengths - 1).tolist()
-        predictions = torch.zeros(batch_size, max(decode_lengths), vocab_size, device=encoder_out.device)
+        predictions = torch.zeros(
+            batch_size, max(decode_lengths), vocab_size, device=encoder_out.device
+        )
         alphas = torch.zeros(batch_size, max(decode_lengths), num_pixels, device=encoder_out.device)
         coverage = torch.zeros(batch_size, num_pixels, device=encoder_out.device)
         for t in range(max(decode_lengths)):
-            batch_size_t = sum([l > t for l in decode_lengths])
-            attention_weighted_encoding, alpha = self.attention(encoder_out[:batch_size_t], h[:batch_size_t],
-                                                                coverage[:batch_size_t])
+            batch_size_t = sum([length > t for length in decode_lengths])
+            attention_weighted_encoding, alpha = self.attention(
+                encoder_out[:batch_size_t], h[:batch_size_t], coverage[:batch_size_t]
+            )
             coverage = coverage[:batch_size_t] + alpha  # (batch_t, num_pixels)
             gate = self.sigmoid(self.f_beta(h[:batch_size_t]))  # (batch_t, encoder_dim)
             attention_weighted_encoding = gate * attention_weighted_encoding
             h, c = self.decode_step(
                 torch.cat([embeddings[:batch_size_t, t, :], attention_weighted_encoding], dim=1),
-                (h[:batch_size_t], c[:batch_size_t]))  # (batch_t, decoder_dim)
-            preds = self.output(h, embeddings[:batch_size_t, t, :], attention_weighted_encoding)  # (batch_t, vocab_size)
+                (h[:batch_size_t], c[:batch_size_t]),
+            )  # (batch_t, decoder_dim)
+            preds = self.output(
+                h, embeddings[:batch_size_t, t, :], attention_weighted_encoding
+            )  # (batch_t, vocab_size)
             predictions[:batch_size_t, t, :] = preds
             alphas[:batch_size_t, t, :] = alpha
         return predictions, encoded_captions, decode_lengths, alphas, sort_ind
 
 
 # ---------------------------------------------------------------------------- training
+
 
 def caption_lengths(captions: torch.Tensor, pad: int = 0) -> torch.Tensor:
     """The tutorial's `caplens`: words + `<start>` + `<end>`, shape (batch, 1)."""
@@ -161,8 +183,15 @@ def clip_gradient(optimizer, grad_clip):
                 param.grad.data.clamp_(-grad_clip, grad_clip)
 
 
-def train_step(decoder: DecoderWithAttention, optimizer, features, captions, caplens,
-               alpha_c: float = 1.0, grad_clip: float = 5.0) -> float:
+def train_step(
+    decoder: DecoderWithAttention,
+    optimizer,
+    features,
+    captions,
+    caplens,
+    alpha_c: float = 1.0,
+    grad_clip: float = 5.0,
+) -> float:
     """One step of the tutorial's `train()` from cached features (its top-5 accuracy left out)."""
     decoder.train()
     loss = tutorial_loss(decoder, features, captions, caplens, alpha_c)
@@ -176,9 +205,16 @@ def train_step(decoder: DecoderWithAttention, optimizer, features, captions, cap
 
 # ---------------------------------------------------------------------------- beam search
 
+
 @torch.no_grad()
-def caption_image_beam_search(decoder: DecoderWithAttention, encoder_out: torch.Tensor, start: int,
-                              end: int, beam_size: int = 3, max_len: int = 20):
+def caption_image_beam_search(
+    decoder: DecoderWithAttention,
+    encoder_out: torch.Tensor,
+    start: int,
+    end: int,
+    beam_size: int = 3,
+    max_len: int = 20,
+):
     """The tutorial's `caption_image_beam_search` from features (1, num_pixels, encoder_dim).
 
     Returns (word ids without `<start>`/`<end>`, alphas (n, num_pixels), score). One change
@@ -203,8 +239,12 @@ def caption_image_beam_search(decoder: DecoderWithAttention, encoder_out: torch.
     h, c = decoder.init_hidden_state(encoder_out)  # (k, decoder_dim)
     while True:
         embeddings = decoder.embedding(k_prev_words).squeeze(1)  # (s, embed_dim)
-        coverage = seqs_alpha[:, 1:].sum(dim=1)  # (s, num_pixels): attention so far (row 0 is a placeholder)
-        awe, alpha = decoder.attention(encoder_out, h, coverage)  # (s, encoder_dim), (s, num_pixels)
+        coverage = seqs_alpha[:, 1:].sum(
+            dim=1
+        )  # (s, num_pixels): attention so far (row 0 is a placeholder)
+        awe, alpha = decoder.attention(
+            encoder_out, h, coverage
+        )  # (s, encoder_dim), (s, num_pixels)
         gate = decoder.sigmoid(decoder.f_beta(h))  # (s, encoder_dim)
         awe = gate * awe
         h, c = decoder.decode_step(torch.cat([embeddings, awe], dim=1), (h, c))  # (s, decoder_dim)
@@ -218,8 +258,9 @@ def caption_image_beam_search(decoder: DecoderWithAttention, encoder_out: torch.
         prev_word_inds = torch.div(top_k_words, vocab_size, rounding_mode="floor")  # (s)
         next_word_inds = top_k_words % vocab_size  # (s)
         seqs = torch.cat([seqs[prev_word_inds], next_word_inds.unsqueeze(1)], dim=1)  # (s, step+1)
-        seqs_alpha = torch.cat([seqs_alpha[prev_word_inds], alpha[prev_word_inds].unsqueeze(1)],
-                               dim=1)  # (s, step+1, num_pixels)
+        seqs_alpha = torch.cat(
+            [seqs_alpha[prev_word_inds], alpha[prev_word_inds].unsqueeze(1)], dim=1
+        )  # (s, step+1, num_pixels)
         incomplete_inds = [ind for ind, next_word in enumerate(next_word_inds) if next_word != end]
         complete_inds = list(set(range(len(next_word_inds))) - set(incomplete_inds))
         if len(complete_inds) > 0:
@@ -241,29 +282,52 @@ def caption_image_beam_search(decoder: DecoderWithAttention, encoder_out: torch.
         step += 1
     if complete_seqs_scores:
         i = complete_seqs_scores.index(max(complete_seqs_scores))
-        seq, alphas, score = complete_seqs[i][1:-1], complete_seqs_alpha[i][1:-1], float(complete_seqs_scores[i])
+        seq, alphas, score = (
+            complete_seqs[i][1:-1],
+            complete_seqs_alpha[i][1:-1],
+            float(complete_seqs_scores[i]),
+        )
     else:  # no `<end>` within max_len: the best live beam
-        seq, alphas, score = seqs[0].tolist()[1:], seqs_alpha[0].tolist()[1:], float(top_k_scores[0])
+        seq, alphas, score = (
+            seqs[0].tolist()[1:],
+            seqs_alpha[0].tolist()[1:],
+            float(top_k_scores[0]),
+        )
     return seq, np.asarray(alphas, dtype=np.float32), score
 
 
-def caption_images(decoder: DecoderWithAttention, features: torch.Tensor, start: int, end: int,
-                   beam_size: int = 3, max_len: int = 20) -> list:
+def caption_images(
+    decoder: DecoderWithAttention,
+    features: torch.Tensor,
+    start: int,
+    end: int,
+    beam_size: int = 3,
+    max_len: int = 20,
+) -> list:
     """The tutorial's way to caption many images: one beam search per image."""
-    return [caption_image_beam_search(decoder, features[i:i + 1], start, end, beam_size, max_len)
-            for i in range(features.size(0))]
+    return [
+        caption_image_beam_search(decoder, features[i : i + 1], start, end, beam_size, max_len)
+        for i in range(features.size(0))
+    ]
 
 
 # ---------------------------------------------------------------------------- pictures
 
-def attention_frames(image: Image.Image, words: Sequence[str], alphas: np.ndarray,
-                     size: int = 448, with_labels: bool = True) -> list[Image.Image]:
+
+def attention_frames(
+    image: Image.Image,
+    words: Sequence[str],
+    alphas: np.ndarray,
+    size: int = 448,
+    with_labels: bool = True,
+) -> list[Image.Image]:
     """One frame per word with the tutorial's smoothing: `pyramid_expand(upscale=32, sigma=8)`.
 
     The tutorial hands the map to `plt.imshow`, which stretches min..max over the colormap;
     the colouring and label are ours, so only the smoothing differs.
     """
     from skimage.transform import pyramid_expand
+
     base = image.convert("RGB").resize((size, size), Image.LANCZOS)
     grid = alphas.reshape(len(alphas), 14, 14)
     frames = []
@@ -279,5 +343,7 @@ def attention_frames(image: Image.Image, words: Sequence[str], alphas: np.ndarra
 def save_gif(frames: Sequence[Image.Image], path: str | Path, duration_ms: int = 700) -> Path:
     """Pillow's default animated GIF save: Pillow quantises every RGB frame itself."""
     path = Path(path)
-    frames[0].save(path, save_all=True, append_images=list(frames[1:]), duration=duration_ms, loop=0)
+    frames[0].save(
+        path, save_all=True, append_images=list(frames[1:]), duration=duration_ms, loop=0
+    )
     return path

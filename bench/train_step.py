@@ -6,9 +6,9 @@ Random fp32 features (batch, 196, 1280) and captions of 12-16 words stand in for
 batch. Both decoders start from the same weights; with dropout off their first-step losses
 must agree.
 """
+
 from __future__ import annotations
 
-import argparse
 import copy
 
 import torch
@@ -32,13 +32,21 @@ class OneBatch:
         yield list(range(self.captions.size(0))), self.captions, None  # no attention targets
 
 
-def make_batch(batch_size: int, vocab_size: int, encoder_dim: int, min_words: int, max_words: int,
-               seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(
+    batch_size: int,
+    vocab_size: int,
+    encoder_dim: int,
+    min_words: int,
+    max_words: int,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random cached-style features and `<start> w.. <end> <pad>..` captions."""
     g = torch.Generator().manual_seed(seed)
     features = torch.rand(batch_size, 196, encoder_dim, generator=g) * 2.0  # (batch, 196, C)
     lengths = torch.randint(min_words, max_words + 1, (batch_size,), generator=g).tolist()
-    captions = [[1] + torch.randint(4, vocab_size, (n,), generator=g).tolist() + [2] for n in lengths]
+    captions = [
+        [1] + torch.randint(4, vocab_size, (n,), generator=g).tolist() + [2] for n in lengths
+    ]
     return features, pad_captions(captions, pad=0)  # (batch, T+1)
 
 
@@ -55,7 +63,9 @@ def first_step_check(model, features, captions, alpha_c: float) -> tuple[float, 
     grads = dict(tutorial.named_parameters())
     worst = 0.0
     for name, param in decoder.named_parameters():
-        other = grads[name.replace("lstm.", "decode_step.", 1) if name.startswith("lstm.") else name]
+        other = grads[
+            name.replace("lstm.", "decode_step.", 1) if name.startswith("lstm.") else name
+        ]
         worst = max(worst, float((param.grad - other.grad).abs().max()))
     return ours.item(), theirs.item(), worst
 
@@ -68,13 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--alpha-c", type=float, default=1.0)
     p.add_argument("--grad-clip", type=float, default=5.0)
-    p.add_argument("--thread-sweep", action="store_true", help="also time ours at 1 thread vs the default")
+    p.add_argument(
+        "--thread-sweep", action="store_true", help="also time ours at 1 thread vs the default"
+    )
     args = p.parse_args(argv)
     setup(args)
     model, what = load_model(args.checkpoint)
     c = model.decoder.config
-    features, captions = make_batch(args.batch_size, c.vocab_size, c.encoder_dim, args.min_words,
-                                    args.max_words)
+    features, captions = make_batch(
+        args.batch_size, c.vocab_size, c.encoder_dim, args.min_words, args.max_words
+    )
     ours_loss, their_loss, grad_diff = first_step_check(model, features, captions, args.alpha_c)
 
     # Two independent copies of the same initial weights, each with its own Adam.
@@ -89,38 +102,60 @@ def main(argv: list[str] | None = None) -> int:
 
     def ours_step():
         # rank 1 only silences the progress bar; the step is train_one_epoch's own
-        train_one_epoch(module, ours_opt, batches, lambda rows, device: features, epoch=0,
-                        device="cpu", grad_clip=args.grad_clip, rank=1, world=1)
+        train_one_epoch(
+            module,
+            ours_opt,
+            batches,
+            lambda rows, device: features,
+            epoch=0,
+            device="cpu",
+            grad_clip=args.grad_clip,
+            rank=1,
+            world=1,
+        )
 
     def tutorial_step():
-        sf.train_step(tutorial, their_opt, features, captions, caplens, args.alpha_c, args.grad_clip)
+        sf.train_step(
+            tutorial, their_opt, features, captions, caplens, args.alpha_c, args.grad_clip
+        )
 
     contestants = {"ours": ours_step, "tutorial": tutorial_step}
     default_threads = torch.get_num_threads()
     if args.thread_sweep and default_threads != 1:
+
         def ours_one_thread():
             torch.set_num_threads(1)
             try:
                 ours_step()
             finally:
                 torch.set_num_threads(default_threads)
+
         contestants["ours, 1 thread"] = ours_one_thread
     t = alternate(contestants, args.repeats, clock=args.clock)
     b = args.batch_size
     o, s = median_ms(t["ours"]), median_ms(t["tutorial"])
-    rows = [["ours (TrainingModule + Adam)", fmt(o, 0), spread(t["ours"]), fmt(b / (o / 1000))],
-            ["tutorial step", fmt(s, 0), spread(t["tutorial"]), fmt(b / (s / 1000))]]
+    rows = [
+        ["ours (TrainingModule + Adam)", fmt(o, 0), spread(t["ours"]), fmt(b / (o / 1000))],
+        ["tutorial step", fmt(s, 0), spread(t["tutorial"]), fmt(b / (s / 1000))],
+    ]
     if "ours, 1 thread" in t:
         m = median_ms(t["ours, 1 thread"])
-        rows.append(["ours, torch threads 1", fmt(m, 0), spread(t["ours, 1 thread"]), fmt(b / (m / 1000))])
+        rows.append(
+            ["ours, torch threads 1", fmt(m, 0), spread(t["ours, 1 thread"]), fmt(b / (m / 1000))]
+        )
     words = (captions[:, 1:] != 0).sum().item()
-    print_table(["step", "ms/step", "range", "captions/s"], rows,
-                title=f"Training step, batch {b}, {args.min_words}-{args.max_words} words "
-                      f"({words} target tokens), {what}; threads {default_threads}; "
-                      f"median of {args.repeats}")
+    print_table(
+        ["step", "ms/step", "range", "captions/s"],
+        rows,
+        title=f"Training step, batch {b}, {args.min_words}-{args.max_words} words "
+        f"({words} target tokens), {what}; threads {default_threads}; "
+        f"median of {args.repeats}",
+    )
     print(f"\nthroughput ours / tutorial: {s / o:.2f}x")
-    print(f"first-step loss, dropout off: ours {ours_loss:.6f}, tutorial {their_loss:.6f}, "
-          f"|difference| {abs(ours_loss - their_loss):.2e}; max |gradient difference| {grad_diff:.2e}")
+    print(
+        f"first-step loss, dropout off: ours {ours_loss:.6f}, tutorial {their_loss:.6f}, "
+        f"|difference| {abs(ours_loss - their_loss):.2e}; max |gradient difference| {grad_diff:.2e}"
+    )
     return 0
 
 

@@ -4,11 +4,12 @@ The 14x14 weights are made smooth the cheap way: bilinear to a small intermediat
 small Gaussian blur there, then bilinear to the image size. That looks like the paper's
 figures (`pyramid_expand`) at a few percent of the cost of blurring at full size.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -19,6 +20,7 @@ from .images import resize_longest_side
 def upsample_attention(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """One 14x14 attention map -> a smooth (height, width) map scaled to [0, 1]."""
     from scipy.ndimage import gaussian_filter  # imported here: scipy costs ~1.5 s at start-up
+
     width, height = size
     grid = np.asarray(alpha, dtype=np.float32)
     n = grid.shape[0]
@@ -32,11 +34,13 @@ def upsample_attention(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 @lru_cache(maxsize=4)
 def _colormap_lut(name: str) -> np.ndarray:
     from matplotlib import colormaps
+
     return (colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)  # (256, 3)
 
 
-def blend(image: Image.Image, heat: np.ndarray, opacity: float = 0.55,
-          colormap: str = "jet") -> Image.Image:
+def blend(
+    image: Image.Image, heat: np.ndarray, opacity: float = 0.55, colormap: str = "jet"
+) -> Image.Image:
     """Colour the [0, 1] map and mix it over the image, stronger where attention is high.
 
     Works one colour band at a time: numpy is slow on (H, W, 3) arrays broadcast against
@@ -73,7 +77,9 @@ def label(image: Image.Image, text: str) -> Image.Image:
     pad = max(4, th // 3)
     y0 = im.height - th - 2 * pad
     draw.rectangle([0, y0, im.width, im.height], fill=(0, 0, 0))
-    draw.text(((im.width - tw) // 2 - box[0], y0 + pad - box[1]), text, fill=(255, 255, 255), font=font)
+    draw.text(
+        ((im.width - tw) // 2 - box[0], y0 + pad - box[1]), text, fill=(255, 255, 255), font=font
+    )
     return im
 
 
@@ -84,8 +90,13 @@ def _fit(image: Image.Image, size: int | None) -> Image.Image:
     return image
 
 
-def attention_frames(image: Image.Image, words: Sequence[str], alphas: np.ndarray,
-                     size: int | None = 448, with_labels: bool = True) -> list[Image.Image]:
+def attention_frames(
+    image: Image.Image,
+    words: Sequence[str],
+    alphas: np.ndarray,
+    size: int | None = 448,
+    with_labels: bool = True,
+) -> list[Image.Image]:
     """One RGB frame per word: its attention blended over the image (longest side `size`)."""
     if len(words) != len(alphas):
         raise ValueError(f"{len(words)} words but {len(alphas)} attention maps")
@@ -106,7 +117,9 @@ def save_gif(frames: Sequence[Image.Image], path: str | Path, duration_ms: int =
     (measured: +1.7 dB PSNR) since every frame shows the same photo.
     """
     if not frames:
-        raise ValueError("a GIF needs at least one frame (an empty caption has no attention to draw)")
+        raise ValueError(
+            "a GIF needs at least one frame (an empty caption has no attention to draw)"
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rgb = [f.convert("RGB") for f in frames]
@@ -116,26 +129,41 @@ def save_gif(frames: Sequence[Image.Image], path: str | Path, duration_ms: int =
         mosaic.paste(frame.resize((side, side), Image.NEAREST), (side * i, 0))
     palette = mosaic.quantize(255, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     quantised = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in rgb]
-    quantised[0].save(path, format="GIF", save_all=True, append_images=quantised[1:],
-                      duration=duration_ms, loop=0, optimize=False)
+    quantised[0].save(
+        path,
+        format="GIF",
+        save_all=True,
+        append_images=quantised[1:],
+        duration=duration_ms,
+        loop=0,
+        optimize=False,
+    )
     return path
 
 
-def attention_grid(image: Image.Image, words: Sequence[str], alphas: np.ndarray,
-                   path: str | Path | None = None, columns: int = 5, size: int = 224,
-                   title: str | None = None):
+def attention_grid(
+    image: Image.Image,
+    words: Sequence[str],
+    alphas: np.ndarray,
+    path: str | Path | None = None,
+    columns: int = 5,
+    size: int = 224,
+    title: str | None = None,
+):
     """The paper's figure: the image, then one panel per word with the word under it.
 
     Returns the matplotlib Figure; saves a PNG when `path` is given.
     """
     import matplotlib
+
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
     base = _fit(image, size)
     panels = [("", np.asarray(base))] + [
-        (w, np.asarray(f)) for w, f in zip(words, attention_frames(base, words, alphas, size=None,
-                                                                  with_labels=False))]
+        (w, np.asarray(f))
+        for w, f in zip(words, attention_frames(base, words, alphas, size=None, with_labels=False))
+    ]
     columns = max(1, min(columns, len(panels)))
     rows = -(-len(panels) // columns)
     fig = Figure(figsize=(2.2 * columns, 2.5 * rows), dpi=100)

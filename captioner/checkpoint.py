@@ -8,6 +8,7 @@ Files are written to a temporary folder and renamed into place, so a crash never
 half-written checkpoint behind. The config holds no paths: nothing in it can point outside,
 and only the fixed file names above are ever opened, never through a link that leaves the folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,13 +74,20 @@ def save_checkpoint(path: str | Path, data: CheckpointData, half: bool = True) -
         data.vocab.save(tmp / VOCAB)
         tensors = {f"decoder.{k}": v for k, v in data.decoder_state.items()}
         tensors.update({f"encoder.{k}": v for k, v in data.encoder_state.items()})
-        tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
-                   for k, v in tensors.items()}
+        tensors = {
+            k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+            for k, v in tensors.items()
+        }
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT})
         if data.training_tensors:
-            save_file({k: v.detach().cpu().contiguous() for k, v in data.training_tensors.items()},
-                      str(tmp / TRAINING), metadata={"format": FORMAT})
-        if path.is_dir():  # keep what else the folder holds (a model card), not old checkpoint files
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in data.training_tensors.items()},
+                str(tmp / TRAINING),
+                metadata={"format": FORMAT},
+            )
+        if (
+            path.is_dir()
+        ):  # keep what else the folder holds (a model card), not old checkpoint files
             for f in path.iterdir():
                 if f.name not in (CONFIG, VOCAB, WEIGHTS, TRAINING):
                     (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
@@ -101,24 +109,45 @@ def save_checkpoint(path: str | Path, data: CheckpointData, half: bool = True) -
         raise
 
 
+def is_checkpoint(folder: str | Path) -> bool:
+    """Whether `folder` looks like a checkpoint (holds a config.json); `load_checkpoint` says
+    whether it is a good one."""
+    return (Path(folder) / CONFIG).is_file()
+
+
+def find_checkpoints(root: str | Path) -> list[Path]:
+    """Checkpoint folders directly under `root`, `default` first, the rest by name."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and is_checkpoint(p)]
+    return sorted(found, key=lambda p: (p.name != "default", p.name))
+
+
 def _member(folder: Path, name: str) -> Path:
     """`folder/name`, refused where a link makes it point outside the checkpoint folder."""
     file = folder / name
     if folder.resolve() not in file.resolve().parents:
-        raise CheckpointError(f"{file}: links to {file.resolve()}, outside the checkpoint folder; refused")
+        raise CheckpointError(
+            f"{file}: links to {file.resolve()}, outside the checkpoint folder; refused"
+        )
     return file
 
 
 def _check_json_size(path: Path) -> None:
     size = path.stat().st_size
     if size > MAX_JSON_BYTES:
-        raise CheckpointError(f"{path}: {size} bytes is too large for a checkpoint's JSON file "
-                              f"(at most {MAX_JSON_BYTES >> 20} MB)")
+        raise CheckpointError(
+            f"{path}: {size} bytes is too large for a checkpoint's JSON file "
+            f"(at most {MAX_JSON_BYTES >> 20} MB)"
+        )
 
 
 def _read_json(path: Path) -> dict:
     if not path.is_file():
-        raise CheckpointError(f"{path}: missing; a checkpoint folder needs {CONFIG}, {VOCAB} and {WEIGHTS}")
+        raise CheckpointError(
+            f"{path}: missing; a checkpoint folder needs {CONFIG}, {VOCAB} and {WEIGHTS}"
+        )
     _check_json_size(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -137,42 +166,51 @@ def load_checkpoint(path: str | Path) -> CheckpointData:
         path = backup  # a save was killed between its two renames: the previous checkpoint is whole
     if not path.is_dir():
         if path.is_file():
-            raise CheckpointError(f"{path}: a checkpoint is a folder with {CONFIG}, {VOCAB} and {WEIGHTS}")
+            raise CheckpointError(
+                f"{path}: a checkpoint is a folder with {CONFIG}, {VOCAB} and {WEIGHTS}"
+            )
         raise CheckpointError(f"{path}: no such checkpoint folder")
     config_path = _member(path, CONFIG)
     config = _read_json(config_path)
     if config.get("format") != FORMAT:
-        raise CheckpointError(f"{config_path}: not a captioner checkpoint (format={config.get('format')!r})")
+        raise CheckpointError(
+            f"{config_path}: not a captioner checkpoint (format={config.get('format')!r})"
+        )
     if config.get("version") != VERSION:
         raise CheckpointError(f"{config_path}: unsupported version {config.get('version')!r}")
     try:
         encoder = config["encoder"]["name"]
         fine_tune = bool(config["encoder"].get("fine_tune", False))
         # a config without these flags predates them: its decoder has neither
-        decoder_config = DecoderConfig(**{"deep_output": False, "coverage": False,
-                                          **config["decoder"]})
+        decoder_config = DecoderConfig(
+            **{"deep_output": False, "coverage": False, **config["decoder"]}
+        )
         max_len = int(config.get("max_len", 20))
         no_repeat_ngram = config.get("no_repeat_ngram", 0)
         if isinstance(no_repeat_ngram, bool) or not isinstance(no_repeat_ngram, int):
             raise ValueError(f"no_repeat_ngram must be a whole number, not {no_repeat_ngram!r}")
         for flag in ("deep_output", "coverage"):
             if not isinstance(getattr(decoder_config, flag), bool):
-                raise ValueError(f"decoder.{flag} must be true or false, not "
-                                 f"{getattr(decoder_config, flag)!r}")
+                raise ValueError(
+                    f"decoder.{flag} must be true or false, not {getattr(decoder_config, flag)!r}"
+                )
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{config_path}: incomplete or malformed config ({e})") from None
     if not 1 <= max_len <= MAX_LEN:
         raise CheckpointError(f"{config_path}: max_len={max_len} is not between 1 and {MAX_LEN}")
     if not 0 <= no_repeat_ngram <= MAX_LEN:
-        raise CheckpointError(f"{config_path}: no_repeat_ngram={no_repeat_ngram} is not between 0 "
-                              f"and {MAX_LEN}")
+        raise CheckpointError(
+            f"{config_path}: no_repeat_ngram={no_repeat_ngram} is not between 0 and {MAX_LEN}"
+        )
     try:
         spec = get_spec(encoder)
     except ValueError as e:
         raise CheckpointError(f"{config_path}: {e}") from None
     if decoder_config.encoder_dim != spec.channels:
-        raise CheckpointError(f"{config_path}: decoder.encoder_dim={decoder_config.encoder_dim} but "
-                              f"{encoder} gives {spec.channels} channels")
+        raise CheckpointError(
+            f"{config_path}: decoder.encoder_dim={decoder_config.encoder_dim} but "
+            f"{encoder} gives {spec.channels} channels"
+        )
     vocab_path = _member(path, VOCAB)
     if not vocab_path.is_file():
         raise CheckpointError(f"{vocab_path}: missing")
@@ -184,8 +222,10 @@ def load_checkpoint(path: str | Path) -> CheckpointData:
     except ValueError as e:
         raise CheckpointError(str(e)) from None
     if len(vocab) != decoder_config.vocab_size:
-        raise CheckpointError(f"{vocab_path}: {len(vocab)} words, but {CONFIG} says "
-                              f"vocab_size={decoder_config.vocab_size}")
+        raise CheckpointError(
+            f"{vocab_path}: {len(vocab)} words, but {CONFIG} says "
+            f"vocab_size={decoder_config.vocab_size}"
+        )
     weights_path = _member(path, WEIGHTS)
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: missing")
@@ -198,13 +238,19 @@ def load_checkpoint(path: str | Path) -> CheckpointData:
             raise CheckpointError(f"{weights_path}: tensor {k} is {v.dtype}, not floating point")
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise CheckpointError(f"{weights_path}: tensor {k} holds NaN or infinite values")
-    decoder_state = {k[len("decoder."):]: v.float() for k, v in tensors.items() if k.startswith("decoder.")}
-    encoder_state = {k[len("encoder."):]: v.float() for k, v in tensors.items() if k.startswith("encoder.")}
+    decoder_state = {
+        k[len("decoder.") :]: v.float() for k, v in tensors.items() if k.startswith("decoder.")
+    }
+    encoder_state = {
+        k[len("encoder.") :]: v.float() for k, v in tensors.items() if k.startswith("encoder.")
+    }
     unknown = [k for k in tensors if not k.startswith(("decoder.", "encoder."))]
     if unknown:
         raise CheckpointError(f"{weights_path}: unexpected tensors {unknown[:5]}")
     if fine_tune and not encoder_state:
-        raise CheckpointError(f"{weights_path}: config says the encoder was fine-tuned but holds no encoder.* tensors")
+        raise CheckpointError(
+            f"{weights_path}: config says the encoder was fine-tuned but holds no encoder.* tensors"
+        )
     try:
         with torch.device("meta"):  # shapes only: a config claiming huge sizes allocates nothing
             expected = Decoder(decoder_config).state_dict()
@@ -217,30 +263,48 @@ def load_checkpoint(path: str | Path) -> CheckpointData:
         try:
             training_tensors = load_file(str(training_path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{training_path}: not a readable safetensors file ({e})") from None
+            raise CheckpointError(
+                f"{training_path}: not a readable safetensors file ({e})"
+            ) from None
     extra = config.get("extra") or {}
     if not isinstance(extra, dict):
         raise CheckpointError(f"{config_path}: 'extra' must be a JSON object")
-    return CheckpointData(encoder=encoder, fine_tune=fine_tune, decoder_config=decoder_config,
-                          vocab=vocab, decoder_state=decoder_state, encoder_state=encoder_state,
-                          max_len=max_len, no_repeat_ngram=no_repeat_ngram, extra=extra,
-                          training_tensors=training_tensors)
+    return CheckpointData(
+        encoder=encoder,
+        fine_tune=fine_tune,
+        decoder_config=decoder_config,
+        vocab=vocab,
+        decoder_state=decoder_state,
+        encoder_state=encoder_state,
+        max_len=max_len,
+        no_repeat_ngram=no_repeat_ngram,
+        extra=extra,
+        training_tensors=training_tensors,
+    )
 
 
-def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path | str,
-                       strict: bool = True) -> None:
+def load_state_checked(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path | str, strict: bool = True
+) -> None:
     """`load_state_dict` with one readable message for missing, extra or mis-shaped tensors."""
     check_state(module.state_dict(), state, where, strict)
     module.load_state_dict(state, strict=strict)
 
 
-def check_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], where: Path | str,
-                strict: bool = True) -> None:
+def check_state(
+    own: dict[str, torch.Tensor],
+    state: dict[str, torch.Tensor],
+    where: Path | str,
+    strict: bool = True,
+) -> None:
     """Refuse `state` unless its names and shapes are those of `own` (a module's state_dict)."""
     missing = [k for k in own if k not in state] if strict else []
     extra = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in state
-             if k in own and state[k].shape != own[k].shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}"
+        for k in state
+        if k in own and state[k].shape != own[k].shape
+    ]
     problems = []
     if missing:
         problems.append(f"missing {missing[:5]}")

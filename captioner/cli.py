@@ -1,5 +1,6 @@
 """`python -m captioner COMMAND ...`: caption, scenes, photos, check-data, features, train,
 evaluate, evaluate-photos."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,21 +20,28 @@ COMMANDS = {
     "features": ("captioner.data.features", "cache encoder features of a data set"),
     "train": ("captioner.train", "train a captioner"),
     "evaluate": ("captioner.evaluate", "evaluate a checkpoint on a data split"),
-    "evaluate-photos": ("captioner.evaluate_photos",
-                        "does the caption name the object of labelled real photos?"),
+    "evaluate-photos": (
+        "captioner.evaluate_photos",
+        "does the caption name the object of labelled real photos?",
+    ),
 }
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Caption images and show where the model looked.",
-                                add_help=add_help)
+    p = argparse.ArgumentParser(
+        description="Caption images and show where the model looked.", add_help=add_help
+    )
     p.add_argument("images", nargs="+", help="image files")
     add_model_arguments(p)
     add_decoding_arguments(p)
     p.add_argument("--json", action="store_true", help="one JSON object per image and line")
     p.add_argument("--alphas", action="store_true", help="with --json, include the 14x14 attention")
-    p.add_argument("--gif", metavar="DIR", help="write DIR/<image stem>.gif, the attention per word")
-    p.add_argument("--grid", metavar="DIR", help="write DIR/<image stem>.png, the paper-style figure")
+    p.add_argument(
+        "--gif", metavar="DIR", help="write DIR/<image stem>.gif, the attention per word"
+    )
+    p.add_argument(
+        "--grid", metavar="DIR", help="write DIR/<image stem>.png, the paper-style figure"
+    )
     return p
 
 
@@ -61,16 +69,27 @@ def main(args: argparse.Namespace) -> int:
         cap = model.caption(image, **decoding_kwargs(args))
         stem = Path(path).stem
         if not cap.words and (args.gif or args.grid):
-            print(f"{path}: the model gave no words for this picture, so there is no attention to "
-                  "draw; no GIF or grid written", file=sys.stderr)
+            print(
+                f"{path}: the model gave no words for this picture, so there is no attention to "
+                "draw; no GIF or grid written",
+                file=sys.stderr,
+            )
         elif args.gif:
             save_gif(attention_frames(image, cap.words, cap.alphas), Path(args.gif) / f"{stem}.gif")
         if args.grid and cap.words:
-            attention_grid(image, cap.words, cap.alphas, Path(args.grid) / f"{stem}.png", title=cap.text)
+            attention_grid(
+                image, cap.words, cap.alphas, Path(args.grid) / f"{stem}.png", title=cap.text
+            )
         if args.json:
             full = cap.to_dict()
-            record = {"image": str(path), "caption": cap.text, "words": cap.words, "score": cap.score,
-                      "sources": full["sources"], "names": full["names"]}
+            record = {
+                "image": str(path),
+                "caption": cap.text,
+                "words": cap.words,
+                "score": cap.score,
+                "sources": full["sources"],
+                "names": full["names"],
+            }
             if args.alphas:
                 record["alphas"] = full["alphas"]
             print(json.dumps(record), flush=True)
@@ -98,7 +117,7 @@ def main_cli(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     top = argparse.ArgumentParser(prog="python -m captioner", description=__doc__)
     sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module, help_text) in COMMANDS.items():
+    for name, (_module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     if not argv or argv[0] in ("-h", "--help"):
         top.print_help()
@@ -107,6 +126,7 @@ def main_cli(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         top.error(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
     from .runtime import tune_malloc
+
     tune_malloc()
     module = importlib.import_module(COMMANDS[name][0])
     parser = module.get_args_parser()
@@ -114,7 +134,7 @@ def main_cli(argv: list[str] | None = None) -> int:
     args = parser.parse_args(rest)
     try:
         result = module.main(args)
-    except Exception as e:  # noqa: BLE001 - expected ones become one line, the rest re-raised
+    except Exception as e:
         message = expected_error(e)
         if message is None:
             raise

@@ -5,6 +5,7 @@ E encoder channels, A attention size, D LSTM size, V vocabulary size.
 One `step` serves both teacher-forced training (K = 1) and beam search (K beams): the encoder
 features stay (B, P, E) and are shared by all K hypotheses of an image instead of being copied.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -38,7 +39,9 @@ class DecoderConfig:
 class SoftAttention(nn.Module):
     """Additive attention (Bahdanau et al.): alpha = softmax(w . relu(W_e e_i + W_h h [+ w_c cov_i]))."""
 
-    def __init__(self, encoder_dim: int, decoder_dim: int, attention_dim: int, coverage: bool = False):
+    def __init__(
+        self, encoder_dim: int, decoder_dim: int, attention_dim: int, coverage: bool = False
+    ):
         super().__init__()
         self.encoder_att = nn.Linear(encoder_dim, attention_dim)
         self.decoder_att = nn.Linear(decoder_dim, attention_dim)
@@ -49,14 +52,21 @@ class SoftAttention(nn.Module):
         """The encoder half of the score; it does not change over time, so compute it once."""
         return self.encoder_att(features)  # (B, P, A)
 
-    def forward(self, features: torch.Tensor, projected: torch.Tensor, h: torch.Tensor,
-                coverage: torch.Tensor | None = None):
+    def forward(
+        self,
+        features: torch.Tensor,
+        projected: torch.Tensor,
+        h: torch.Tensor,
+        coverage: torch.Tensor | None = None,
+    ):
         att2 = self.decoder_att(h)  # (B, K, A)
         att = projected.unsqueeze(1) + att2.unsqueeze(2)  # (B, K, P, A)
         if self.coverage_att is not None:  # coverage (B, K, P): attention summed over past steps
             # in units of a uniform share (1/P): a looked-at cell holds ~1-10, not ~0.01-0.05,
             # which the optimizer could only learn to weigh after very many steps
-            weight = self.coverage_att.weight.view(-1) * coverage.size(2)  # (A,); = coverage_att(P * cov)
+            weight = self.coverage_att.weight.view(-1) * coverage.size(
+                2
+            )  # (A,); = coverage_att(P * cov)
             att = torch.addcmul(att, coverage.unsqueeze(3), weight)  # (B, K, P, A), one fused op
         att = torch.relu(att)  # (B, K, P, A)
         scores = self.full_att(att).squeeze(3)  # (B, K, P)
@@ -138,7 +148,9 @@ class Decoder(nn.Module):
         h, c = self.lstm(x.view(b * k, -1), (h.view(b * k, d), c.view(b * k, d)))  # (B*K, D)
         out = h
         if self.config.deep_output:
-            out = torch.tanh(emb.view(b * k, -1) + self.out_h(h) + self.out_z(z.view(b * k, -1)))  # (B*K, embed)
+            out = torch.tanh(
+                emb.view(b * k, -1) + self.out_h(h) + self.out_z(z.view(b * k, -1))
+            )  # (B*K, embed)
         logits = self.fc(self.dropout(out))  # (B*K, V)
         return logits.view(b, k, -1), h.view(b, k, d), c.view(b, k, d), alpha
 
@@ -165,8 +177,9 @@ class Decoder(nn.Module):
                 break
             if coverage is not None:
                 coverage = coverage[:bt]  # (bt, 1, P)
-            out, h, c, alpha = self.step(captions[:bt, t:t + 1], h[:bt], c[:bt],
-                                         features[:bt], projected[:bt], coverage)
+            out, h, c, alpha = self.step(
+                captions[:bt, t : t + 1], h[:bt], c[:bt], features[:bt], projected[:bt], coverage
+            )
             if coverage is not None:
                 coverage = coverage + alpha  # (bt, 1, P)
             logits[:bt, t] = out[:, 0]  # (bt, V)
@@ -176,9 +189,15 @@ class Decoder(nn.Module):
         return logits[inverse], alphas[inverse]
 
 
-def caption_loss(logits: torch.Tensor, captions: torch.Tensor, alphas: torch.Tensor,
-                 pad_index: int = 0, alpha_c: float = 1.0,
-                 box_targets: torch.Tensor | None = None, alpha_box: float = 0.0) -> torch.Tensor:
+def caption_loss(
+    logits: torch.Tensor,
+    captions: torch.Tensor,
+    alphas: torch.Tensor,
+    pad_index: int = 0,
+    alpha_c: float = 1.0,
+    box_targets: torch.Tensor | None = None,
+    alpha_box: float = 0.0,
+) -> torch.Tensor:
     """Cross-entropy on the real words plus the doubly stochastic attention penalty.
 
     The penalty alpha_c * ((1 - sum_t alpha_t)^2).mean() pushes the model to look at every

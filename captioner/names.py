@@ -8,13 +8,14 @@ for an object word is literally the evidence for it. The 1000 classes become rea
 through a hand-curated table (`data/imagenet_names.tsv`): fine-grained classes share a basic-level
 name ("tabby", "Egyptian cat" -> "cat"), whose probability is the sum of theirs.
 """
+
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -24,6 +25,7 @@ from .vocab import SLOT_PLURAL, SLOTS
 @dataclass(frozen=True)
 class NameChoice:
     """One candidate name for an object word, with the classifier's probability for it."""
+
     name: str  # basic-level name: "dog"
     probability: float  # summed over the ImageNet classes with this name
     detail: str  # the most probable of those classes, readable: "golden retriever"
@@ -43,13 +45,19 @@ class ImageNetNames:
         self.plural: dict[str, str] = {}
         self.article: dict[str, str] = {}
         self.kind: dict[str, str] = {}
-        self.group: dict[str, str] = {}  # the everyday category it is a kind of ("goldfish" -> "fish")
+        self.group: dict[
+            str, str
+        ] = {}  # the everyday category it is a kind of ("goldfish" -> "fish")
         ids = []
         for r in rows:
             name = r["name"]
             if name not in self.plural:
                 self.names.append(name)
-                self.plural[name], self.article[name], self.kind[name] = r["plural"], r["article"], r["kind"]
+                self.plural[name], self.article[name], self.kind[name] = (
+                    r["plural"],
+                    r["article"],
+                    r["kind"],
+                )
                 self.group[name] = r.get("group") or name
             ids.append(self.names.index(name))
         self.class_to_name = torch.tensor(ids, dtype=torch.long)  # (1000,)
@@ -57,7 +65,7 @@ class ImageNetNames:
         self.singular = {p: n for n, p in self.plural.items()}
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "ImageNetNames":
+    def load(cls, path: str | Path | None = None) -> ImageNetNames:
         path = Path(path) if path else Path(__file__).parent / "data" / "imagenet_names.tsv"
         with open(path, encoding="utf-8", newline="") as f:
             return cls(list(csv.DictReader(f, delimiter="\t")))
@@ -69,7 +77,9 @@ class ImageNetNames:
         out.index_add_(1, self.class_to_name.to(probs.device), probs)
         return out, probs
 
-    def choices(self, name_probs: torch.Tensor, class_probs: torch.Tensor, k: int = 3) -> list[NameChoice]:
+    def choices(
+        self, name_probs: torch.Tensor, class_probs: torch.Tensor, k: int = 3
+    ) -> list[NameChoice]:
         """The k most probable names of one slot (name_probs (names,), class_probs (1000,))."""
         top = name_probs.topk(k)
         result = []
@@ -92,8 +102,9 @@ CONNECTORS = ("and", "with", "near")
 MIN_OTHER = 0.3  # a name other than the classifier's first must be at least this probable
 
 
-def fill_slots(words: Sequence[str], choices: Sequence[Sequence[NameChoice]],
-               names: ImageNetNames) -> tuple[list[str], list[bool]]:
+def fill_slots(
+    words: Sequence[str], choices: Sequence[Sequence[NameChoice]], names: ImageNetNames
+) -> tuple[list[str], list[bool]]:
     """Words with each slot replaced by a name from its `choices` (one list per slot, in order),
     and which of the input words are kept.
 
@@ -116,8 +127,16 @@ def fill_slots(words: Sequence[str], choices: Sequence[Sequence[NameChoice]],
         fresh = [c for c in options if not _content_words(c.name) & used]
         pick = options[0] if not used & _content_words(options[0].name) else None
         if pick is None:
-            drop = _droppable(out, keep, t) if not (fresh and fresh[0].probability >= MIN_OTHER) else None
-            if drop is not None and out[drop[0]] == "and" and _items_before(out, keep, drop[0]) >= 2:
+            drop = (
+                _droppable(out, keep, t)
+                if not (fresh and fresh[0].probability >= MIN_OTHER)
+                else None
+            )
+            if (
+                drop is not None
+                and out[drop[0]] == "and"
+                and _items_before(out, keep, drop[0]) >= 2
+            ):
                 drop = None  # "a X a Y [and a Z]" would lose its "and": name Z instead
             if drop is not None:
                 for i in drop:
@@ -135,7 +154,7 @@ def fill_slots(words: Sequence[str], choices: Sequence[Sequence[NameChoice]],
 
 
 def fix_articles(words: Sequence[str]) -> list[str]:
-    """"a"/"an" as the next word sounds ("an otter", "a rat"): the decoder learned its articles
+    """ "a"/"an" as the next word sounds ("an otter", "a rat"): the decoder learned its articles
     from captions whose slot words all take "a", so its own "an" can land before a consonant."""
     from .scenes.phrasing import indefinite_article
 
@@ -151,8 +170,11 @@ FRAME_WORDS = ("picture", "photo", "image", "close", "view", "pair", "group", "s
 
 def _items_before(words: Sequence[str], keep: Sequence[bool], end: int) -> int:
     """How many listed things ("a X", "two Ys") the kept words before `end` hold."""
-    return sum(1 for k in range(end) if keep[k] and words[k] in LEADS
-               and k + 1 < len(words) and words[k + 1] not in FRAME_WORDS)
+    return sum(
+        1
+        for k in range(end)
+        if keep[k] and words[k] in LEADS and k + 1 < len(words) and words[k + 1] not in FRAME_WORDS
+    )
 
 
 def _droppable(words: Sequence[str], keep: Sequence[bool], t: int) -> list[int] | None:
@@ -178,9 +200,14 @@ def _content_words(name: str) -> set[str]:
 
 
 @torch.no_grad()
-def name_slots(encoder, names: ImageNetNames, alphas: Sequence[torch.Tensor],
-               features: torch.Tensor, slot_steps: Sequence[Sequence[int]],
-               k: int = 3) -> list[list[list[NameChoice]]]:
+def name_slots(
+    encoder,
+    names: ImageNetNames,
+    alphas: Sequence[torch.Tensor],
+    features: torch.Tensor,
+    slot_steps: Sequence[Sequence[int]],
+    k: int = 3,
+) -> list[list[list[NameChoice]]]:
     """For each caption b, the top-k names at each of its slot steps.
 
     `alphas[b]` (T_b, P) is caption b's attention, `features` (B, P, E) its image's annotation
@@ -196,7 +223,9 @@ def name_slots(encoder, names: ImageNetNames, alphas: Sequence[torch.Tensor],
     result: list[list[list[NameChoice]]] = [[] for _ in slot_steps]
     if not contexts:
         return result
-    name_p, class_p = names.name_probs(encoder.classify(torch.cat(contexts)))  # (S, names), (S, 1000)
+    name_p, class_p = names.name_probs(
+        encoder.classify(torch.cat(contexts))
+    )  # (S, names), (S, 1000)
     for s, b in enumerate(owners):
         result[b].append(names.choices(name_p[s], class_p[s], k))
     return result

@@ -2,6 +2,7 @@
 (`caption`, `evaluate`, `evaluate-photos`, `train`), declared once. Values are checked by the
 library's own check (`beam.check_decoding_options`) as they are parsed, so a bad one is one
 argparse error line and exit status 2."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,7 @@ from .beam import DecodingError, check_decoding_options
 
 def _checked_int(option: str):
     """An argparse type: a whole number that the library's check accepts for `option`."""
+
     def parse(text: str) -> int:
         value = int(text)  # ValueError: argparse says "invalid ... value"
         try:
@@ -25,35 +27,66 @@ def _checked_int(option: str):
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--checkpoint and --encoder-weights: which trained model to load."""
-    parser.add_argument("--checkpoint", default=None,
-                        help="checkpoint folder (default: the default model, checkpoints/default)")
-    parser.add_argument("--encoder-weights", default=None,
-                        help="local encoder weights for a checkpoint whose encoder was not fine-tuned")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint folder (default: the default model, checkpoints/default)",
+    )
+    parser.add_argument(
+        "--encoder-weights",
+        default=None,
+        help="local encoder weights for a checkpoint whose encoder was not fine-tuned",
+    )
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser, training: bool = False) -> None:
     """The beam search's options. In training (`training=True`) the beam size is validation's
     (`--val-beam-size`) and `--no-repeat-ngram` is a setting saved with the model."""
     if training:
-        parser.add_argument("--val-beam-size", type=_checked_int("beam_size"), default=3,
-                            help="beam size of the validation captions")
-        parser.add_argument("--no-repeat-ngram", type=_checked_int("no_repeat_ngram"), default=None,
-                            metavar="N",
-                            help="the model's decoding setting, saved with it and used in "
-                                 "validation: never repeat N words in a row within a caption "
-                                 "(default 0: off; with --resume: keep the run's own)")
+        parser.add_argument(
+            "--val-beam-size",
+            type=_checked_int("beam_size"),
+            default=3,
+            help="beam size of the validation captions",
+        )
+        parser.add_argument(
+            "--no-repeat-ngram",
+            type=_checked_int("no_repeat_ngram"),
+            default=None,
+            metavar="N",
+            help="the model's decoding setting, saved with it and used in "
+            "validation: never repeat N words in a row within a caption "
+            "(default 0: off; with --resume: keep the run's own)",
+        )
         return
     parser.add_argument("--beam-size", type=_checked_int("beam_size"), default=3)
-    parser.add_argument("--max-len", type=_checked_int("max_len"), default=None,
-                        help="longest caption in words (default: the model's)")
-    parser.add_argument("--length-penalty", type=float, default=0.0,
-                        help="rank beams by log-prob / length**P (0: plain log-prob)")
-    parser.add_argument("--no-repeat-ngram", type=_checked_int("no_repeat_ngram"), default=None,
-                        metavar="N", help="never repeat N words in a row within a caption; 0: off "
-                                          "(default: the checkpoint's setting)")
+    parser.add_argument(
+        "--max-len",
+        type=_checked_int("max_len"),
+        default=None,
+        help="longest caption in words (default: the model's)",
+    )
+    parser.add_argument(
+        "--length-penalty",
+        type=float,
+        default=0.0,
+        help="rank beams by log-prob / length**P (0: plain log-prob)",
+    )
+    parser.add_argument(
+        "--no-repeat-ngram",
+        type=_checked_int("no_repeat_ngram"),
+        default=None,
+        metavar="N",
+        help="never repeat N words in a row within a caption; 0: off "
+        "(default: the checkpoint's setting)",
+    )
 
 
 def decoding_kwargs(args: argparse.Namespace) -> dict:
     """The parsed decoding options as keyword arguments of `Captioner.caption`/`decode`."""
-    return {"beam_size": args.beam_size, "max_len": args.max_len,
-            "length_penalty": args.length_penalty, "no_repeat_ngram": args.no_repeat_ngram}
+    return {
+        "beam_size": args.beam_size,
+        "max_len": args.max_len,
+        "length_penalty": args.length_penalty,
+        "no_repeat_ngram": args.no_repeat_ngram,
+    }

@@ -1,4 +1,5 @@
 """Process-wide settings that make PyTorch fast on a small CPU; called once by entry points."""
+
 from __future__ import annotations
 
 import ctypes
@@ -10,8 +11,9 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 
-def tune_malloc(mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 30,
-                arena_max: int = 2) -> bool:
+def tune_malloc(
+    mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 30, arena_max: int = 2
+) -> bool:
     """Stop glibc from mmapping, zeroing and unmapping every large tensor afresh.
 
     With glibc's defaults each activation above 32 MiB-ish is a fresh mmap, which roughly halves

@@ -11,6 +11,7 @@ every epoch (and every `--save-every` steps) with the optimizer state for `--res
 `--init-from` starts a new run from a trained model's weights and vocabulary (e.g. to go on
 training the default model on more or other data) with a fresh optimizer.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,36 +43,49 @@ from .model import Captioner
 from .options import add_decoding_arguments
 from .vocab import SLOT, SLOT_PLURAL, SPECIALS, Vocabulary
 
-
 DEFAULT_LR = 4e-4  # the decoder's Adam learning rate
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Train a Show, Attend and Tell captioner.",
-                                add_help=add_help)
+    p = argparse.ArgumentParser(
+        description="Train a Show, Attend and Tell captioner.", add_help=add_help
+    )
     p.add_argument("--data", required=True, help="Karpathy-format captions.json / dataset_*.json")
     p.add_argument("--images", default=None, help="image folder (default: beside the JSON)")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="train even when more than 1%% of the train or val images are missing "
-                        "(they are left out); without it such a run stops before any work")
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="train even when more than 1%% of the train or val images are missing "
+        "(they are left out); without it such a run stops before any work",
+    )
     p.add_argument("--out", required=True, help="run folder: last/, best/, curve.png, log.jsonl")
     p.add_argument("--cache", default=None, help="feature cache folder (default: OUT/features)")
     p.add_argument("--encoder", default="efficientnet-lite2", help=f"one of {', '.join(ENCODERS)}")
     p.add_argument("--encoder-weights", default=None, help="local encoder weights file")
-    p.add_argument("--fine-tune", action="store_true",
-                   help="also train the encoder's last stages (with --resume: the paper's second "
-                        "stage, which starts a new optimizer)")
+    p.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="also train the encoder's last stages (with --resume: the paper's second "
+        "stage, which starts a new optimizer)",
+    )
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=None,
-                   help=f"decoder learning rate (default {DEFAULT_LR}; with --resume: keep the "
-                        "run's own)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"decoder learning rate (default {DEFAULT_LR}; with --resume: keep the run's own)",
+    )
     p.add_argument("--encoder-lr", type=float, default=1e-4)
     p.add_argument("--alpha-c", type=float, default=1.0, help="doubly stochastic attention weight")
-    p.add_argument("--alpha-box", type=float, default=0.0,
-                   help="attention supervision weight: -log(attention inside the named object's "
-                        "box) at object words; needs `objects` with boxes and mentions (our scenes)."
-                        " 0, the paper's setting, leaves attention unsupervised")
+    p.add_argument(
+        "--alpha-box",
+        type=float,
+        default=0.0,
+        help="attention supervision weight: -log(attention inside the named object's "
+        "box) at object words; needs `objects` with boxes and mentions (our scenes)."
+        " 0, the paper's setting, leaves attention unsupervised",
+    )
     p.add_argument("--grad-clip", type=float, default=5.0)
     p.add_argument("--min-word-freq", type=int, default=5)
     p.add_argument("--max-len", type=int, default=20, help="longest training/generated caption")
@@ -79,39 +93,60 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--attention-dim", type=int, default=DecoderConfig.attention_dim)
     p.add_argument("--decoder-dim", type=int, default=DecoderConfig.decoder_dim)
     p.add_argument("--dropout", type=float, default=DecoderConfig.dropout)
-    p.add_argument("--deep-output", action=argparse.BooleanOptionalAction,
-                   default=DecoderConfig.deep_output,
-                   help="predict words from the LSTM state, the previous word and the attended "
-                        "context (the paper's eq. 7; default), or from the LSTM state alone")
-    p.add_argument("--coverage", action="store_true",
-                   help="let the attention see how much each position was attended so far "
-                        "(not in the paper; helps the decoder move on to the next object)")
-    p.add_argument("--patience", type=int, default=5,
-                   help="stop after this many epochs without a better validation BLEU-4")
+    p.add_argument(
+        "--deep-output",
+        action=argparse.BooleanOptionalAction,
+        default=DecoderConfig.deep_output,
+        help="predict words from the LSTM state, the previous word and the attended "
+        "context (the paper's eq. 7; default), or from the LSTM state alone",
+    )
+    p.add_argument(
+        "--coverage",
+        action="store_true",
+        help="let the attention see how much each position was attended so far "
+        "(not in the paper; helps the decoder move on to the next object)",
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        help="stop after this many epochs without a better validation BLEU-4",
+    )
     add_decoding_arguments(p, training=True)
     p.add_argument("--max-val-images", type=int, default=500)
     p.add_argument("--save-every", type=int, default=0, help="also save last/ every N steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last")
-    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
-                   help="start a new run from this model's weights, sizes and vocabulary "
-                        "(a fresh optimizer; epochs count from 1)")
-    p.add_argument("--add-words", action="store_true",
-                   help="with --init-from: add the new data's words seen at least --min-word-freq "
-                        "times to the model's vocabulary (else they train as <unk>)")
-    p.add_argument("--test-only", action="store_true",
-                   help="only evaluate OUT/best (or OUT/last) on the validation split")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CHECKPOINT",
+        help="start a new run from this model's weights, sizes and vocabulary "
+        "(a fresh optimizer; epochs count from 1)",
+    )
+    p.add_argument(
+        "--add-words",
+        action="store_true",
+        help="with --init-from: add the new data's words seen at least --min-word-freq "
+        "times to the model's vocabulary (else they train as <unk>)",
+    )
+    p.add_argument(
+        "--test-only",
+        action="store_true",
+        help="only evaluate OUT/best (or OUT/last) on the validation split",
+    )
     return p
 
 
 # ---------------------------------------------------------------------------- data
 
+
 def pad_captions(captions: list[list[int]], pad: int) -> torch.Tensor:
     longest = max(len(c) for c in captions)
     out = torch.full((len(captions), longest), pad, dtype=torch.long)  # (B, T+1)
     for i, c in enumerate(captions):
-        out[i, :len(c)] = torch.tensor(c)
+        out[i, : len(c)] = torch.tensor(c)
     return out
 
 
@@ -124,14 +159,22 @@ class CaptionBatches:
     from the records' object boxes; without it, None.
     """
 
-    def __init__(self, records: list[ImageRecord], vocab: Vocabulary, max_len: int,
-                 batch_size: int, seed: int, skip_ids: set[int] = frozenset(),
-                 grid: int | None = None):
+    def __init__(
+        self,
+        records: list[ImageRecord],
+        vocab: Vocabulary,
+        max_len: int,
+        batch_size: int,
+        seed: int,
+        skip_ids: set[int] = frozenset(),
+        grid: int | None = None,
+    ):
         self.pairs = []
         self.targets: list[dict[int, np.ndarray]] | None = [] if grid else None
         rows = [(row, r) for row, r in enumerate(records) if r.id not in skip_ids]
-        for row, r in tqdm(rows, desc="object boxes", unit="image", disable=not grid,
-                           mininterval=2.0):
+        for row, r in tqdm(
+            rows, desc="object boxes", unit="image", disable=not grid, mininterval=2.0
+        ):
             if grid:
                 size = image_size(r) if r.objects else (1, 1)
                 self.targets.extend(mention_targets(r.objects, size, len(r.captions), grid))
@@ -156,14 +199,16 @@ class CaptionBatches:
     def epoch(self, epoch: int, rank: int = 0, world: int = 1, start_step: int = 0):
         g = torch.Generator().manual_seed(self.seed * 1000 + epoch)
         order = torch.randperm(len(self.pairs), generator=g).tolist()
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        batches = batches[rank::world][:self.num_batches(world)]
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches = batches[rank::world][: self.num_batches(world)]
         while len(batches) < self.num_batches(world):  # equal step counts on every rank
             batches.append(batches[0])
         for batch in batches[start_step:]:
             rows = [self.pairs[i][0] for i in batch]
             captions = pad_captions([self.pairs[i][1] for i in batch], self.pad)  # (B, T+1)
-            targets = None if self.targets is None else self.box_targets(batch, captions.size(1) - 1)
+            targets = (
+                None if self.targets is None else self.box_targets(batch, captions.size(1) - 1)
+            )
             yield rows, captions, targets
 
 
@@ -173,8 +218,13 @@ class FeatureSource:
     `bad_ids`: the images the cache could not read (zero features), which training leaves out.
     """
 
-    def __init__(self, model: Captioner, records: list[ImageRecord], cache: np.ndarray | None,
-                 bad_ids: Iterable[int] = ()):
+    def __init__(
+        self,
+        model: Captioner,
+        records: list[ImageRecord],
+        cache: np.ndarray | None,
+        bad_ids: Iterable[int] = (),
+    ):
         self.model, self.records, self.cache = model, records, cache
         self.bad_ids = set(bad_ids)
 
@@ -193,6 +243,7 @@ class FeatureSource:
 
 # ---------------------------------------------------------------------------- training
 
+
 def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     """Split an optimizer state_dict into tensors (safetensors) and JSON, so no pickle is needed."""
     sd = opt.state_dict()
@@ -206,7 +257,9 @@ def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Te
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+def optimizer_from_tensors(
+    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict
+) -> None:
     state: dict[int, dict] = {}
     for name, value in tensors.items():
         if name.startswith("optimizer."):
@@ -226,23 +279,44 @@ class TrainingModule(nn.Module):
         self.encoder, self.decoder = model.encoder, model.decoder
         self.alpha_c, self.alpha_box, self.pad = alpha_c, alpha_box, model.vocab.pad
 
-    def forward(self, features: torch.Tensor, captions: torch.Tensor,
-                box_targets: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        features: torch.Tensor,
+        captions: torch.Tensor,
+        box_targets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         logits, alphas = self.decoder(features, captions, self.pad)  # (B, T, V), (B, T, P)
-        return caption_loss(logits, captions, alphas, self.pad, self.alpha_c,
-                            box_targets, self.alpha_box)
+        return caption_loss(
+            logits, captions, alphas, self.pad, self.alpha_c, box_targets, self.alpha_box
+        )
 
 
-def train_one_epoch(module: nn.Module, optimizer: torch.optim.Optimizer, batches: CaptionBatches,
-                    features: FeatureSource, epoch: int, device: str, grad_clip: float = 0.0,
-                    rank: int = 0, world: int = 1, start_step: int = 0, on_step=None) -> float:
+def train_one_epoch(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: CaptionBatches,
+    features: FeatureSource,
+    epoch: int,
+    device: str,
+    grad_clip: float = 0.0,
+    rank: int = 0,
+    world: int = 1,
+    start_step: int = 0,
+    on_step=None,
+) -> float:
     """One pass over this rank's batches from `start_step`; the mean loss. `on_step(step, loss)`
     is called after every optimizer step (to save a checkpoint now and then)."""
     module.train()
     total, count = 0.0, 0
     steps = batches.num_batches(world)
-    bar = tqdm(batches.epoch(epoch, rank, world, start_step), total=steps, initial=start_step,
-               desc=f"epoch {epoch}", unit="batch", disable=rank != 0)
+    bar = tqdm(
+        batches.epoch(epoch, rank, world, start_step),
+        total=steps,
+        initial=start_step,
+        desc=f"epoch {epoch}",
+        unit="batch",
+        disable=rank != 0,
+    )
     for step, (rows, captions, targets) in enumerate(bar, start=start_step):
         feats = features(rows, device)  # (B, 196, C)
         if targets is not None:
@@ -251,8 +325,9 @@ def train_one_epoch(module: nn.Module, optimizer: torch.optim.Optimizer, batches
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
-            torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad],
-                                           grad_clip)
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in module.parameters() if p.requires_grad], grad_clip
+            )
         optimizer.step()
         total += loss.item()
         count += 1
@@ -263,8 +338,14 @@ def train_one_epoch(module: nn.Module, optimizer: torch.optim.Optimizer, batches
 
 
 @torch.no_grad()
-def evaluate(model: Captioner, records: list[ImageRecord], features: FeatureSource,
-             beam_size: int, device: str, batch_size: int = 32) -> dict:
+def evaluate(
+    model: Captioner,
+    records: list[ImageRecord],
+    features: FeatureSource,
+    beam_size: int,
+    device: str,
+    batch_size: int = 32,
+) -> dict:
     """Validation: `python -m captioner evaluate`'s own scoring (`evaluate_captions`, without
     METEOR) on the records' features: BLEU-4, and, where the records list objects, pointing
     accuracy and object recall to watch grounding; plus the first three captions."""
@@ -279,8 +360,9 @@ def evaluate(model: Captioner, records: list[ImageRecord], features: FeatureSour
     scores = evaluate_captions(model, batches(), records, beam_size, meteor=False)
     result = {"bleu4": scores["BLEU-4"]}
     if scores["counts"]["images_with_objects"]:
-        result.update(pointing_accuracy=scores["pointing_accuracy"],
-                      object_recall=scores["object_recall"])
+        result.update(
+            pointing_accuracy=scores["pointing_accuracy"], object_recall=scores["object_recall"]
+        )
     return {**result, "samples": [c["caption"] for c in scores["captions"][:3]]}
 
 
@@ -290,7 +372,9 @@ def grow_vocabulary(model: Captioner, records: list[ImageRecord], min_freq: int)
     The slot words start from the mean of the object nouns the model already knows (singular
     for `<obj>`, plural for `<objs>`), so they begin life as "some object".
     """
-    frequent = Vocabulary.build([t for r in records for t in r.captions], min_freq).itos[len(SPECIALS):]
+    frequent = Vocabulary.build([t for r in records for t in r.captions], min_freq).itos[
+        len(SPECIALS) :
+    ]
     heads = {SLOT: set(), SLOT_PLURAL: set()}
     for r in records:
         for obj in r.objects:
@@ -303,14 +387,18 @@ def report_unknown_words(vocab: Vocabulary, records: list[ImageRecord], source) 
     """Say how much of the new data the (grown) vocabulary of a model started from another lacks."""
     tokens = [t for r in records for c in r.captions for t in c]
     unknown = sum(t not in vocab.stoi for t in tokens)
-    print(f"starting from {source}: vocabulary of {len(vocab)} words; {unknown} of {len(tokens)} "
-          f"training caption words ({unknown / max(len(tokens), 1):.1%}) are not in it and train "
-          f"as <unk>", file=sys.stderr)
+    print(
+        f"starting from {source}: vocabulary of {len(vocab)} words; {unknown} of {len(tokens)} "
+        f"training caption words ({unknown / max(len(tokens), 1):.1%}) are not in it and train "
+        f"as <unk>",
+        file=sys.stderr,
+    )
 
 
 def plot_curve(history: list[dict], path: Path) -> None:
     """Training loss and validation BLEU-4 per epoch, as a PNG beside the checkpoints."""
     import matplotlib
+
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
@@ -357,14 +445,16 @@ def check_arguments(args: argparse.Namespace) -> str | None:
 @dataclass
 class Start:
     """Where a run starts: its model, progress and (on resume) the optimizer's saved state."""
+
     model: Captioner
     state: dict
     optimizer_meta: dict | None = None
     optimizer_tensors: dict | None = None
 
 
-def start_run(args: argparse.Namespace, train_records: list[ImageRecord], run: "RunFolder",
-              rank: int) -> Start:
+def start_run(
+    args: argparse.Namespace, train_records: list[ImageRecord], run: RunFolder, rank: int
+) -> Start:
     """A new model, the same model resumed from `OUT/last` (`--resume`, `--test-only`: `OUT/best`
     if it exists), or another model's weights to train on (`--init-from`). CheckpointError if
     the checkpoint cannot be read."""
@@ -375,31 +465,53 @@ def start_run(args: argparse.Namespace, train_records: list[ImageRecord], run: "
         model = Captioner.load(source, encoder_weights=args.encoder_weights)
         state.update(ckpt.extra.get("train_state", {}))
         if rank == 0:
-            print(f"resuming from {source}: epoch {state['epoch']}, step {state['step']}",
-                  file=sys.stderr)
+            print(
+                f"resuming from {source}: epoch {state['epoch']}, step {state['step']}",
+                file=sys.stderr,
+            )
         return Start(model, state, ckpt.extra.get("optimizer"), ckpt.training_tensors)
     if args.init_from:
         model = Captioner.load(args.init_from, encoder_weights=args.encoder_weights)
         if args.add_words:
             added = grow_vocabulary(model, train_records, args.min_word_freq)
             if rank == 0:
-                print(f"added {len(added)} words to the vocabulary: {' '.join(added[:20])}"
-                      + (" ..." if len(added) > 20 else ""), file=sys.stderr)
+                print(
+                    f"added {len(added)} words to the vocabulary: {' '.join(added[:20])}"
+                    + (" ..." if len(added) > 20 else ""),
+                    file=sys.stderr,
+                )
         if rank == 0:
             report_unknown_words(model.vocab, train_records, args.init_from)
         return Start(model, state)
     vocab = Vocabulary.build([t for r in train_records for t in r.captions], args.min_word_freq)
-    model = Captioner.create(args.encoder, vocab, encoder_weights=args.encoder_weights,
-                             fine_tune=args.fine_tune, max_len=args.max_len,
-                             embed_dim=args.embed_dim, attention_dim=args.attention_dim,
-                             decoder_dim=args.decoder_dim, dropout=args.dropout,
-                             deep_output=args.deep_output, coverage=args.coverage)
+    model = Captioner.create(
+        args.encoder,
+        vocab,
+        encoder_weights=args.encoder_weights,
+        fine_tune=args.fine_tune,
+        max_len=args.max_len,
+        embed_dim=args.embed_dim,
+        attention_dim=args.attention_dim,
+        decoder_dim=args.decoder_dim,
+        dropout=args.dropout,
+        deep_output=args.deep_output,
+        coverage=args.coverage,
+    )
     return Start(model, state)
 
 
-def feature_source(model: Captioner, records: list[ImageRecord], split: str, cache_dir: Path,
-                   device: str, missing: set, data: str, images: str | None = None,
-                   rank: int = 0, world: int = 1) -> FeatureSource:
+def feature_source(
+    model: Captioner,
+    records: list[ImageRecord],
+    split: str,
+    cache_dir: Path,
+    device: str,
+    missing: set,
+    data: str,
+    images: str | None = None,
+    rank: int = 0,
+    world: int = 1,
+) -> FeatureSource:
     """The split's features: cached once (rank 0 encodes, the others wait and read), or, when
     the encoder is fine-tuned, the images themselves, read per batch."""
     if model.encoder.fine_tune:  # missing images are left out of training
@@ -410,21 +522,32 @@ def feature_source(model: Captioner, records: list[ImageRecord], split: str, cac
     if world > 1 and rank == 0:
         dist.barrier()
     if len(meta["bad_ids"]) == len(records):
-        raise DataError(f"{data}: none of the {len(records)} {split} images could be read (e.g. "
-                        f"{records[0].path}); `python -m captioner check-data --data {data}"
-                        f"{f' --images {images}' if images else ''}` says why")
+        raise DataError(
+            f"{data}: none of the {len(records)} {split} images could be read (e.g. "
+            f"{records[0].path}); `python -m captioner check-data --data {data}"
+            f"{f' --images {images}' if images else ''}` says why"
+        )
     return FeatureSource(model, records, feats, meta["bad_ids"])
 
 
-def make_optimizer(model: Captioner, args: argparse.Namespace, start: Start,
-                   fine_tune_starts: bool) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: Captioner, args: argparse.Namespace, start: Start, fine_tune_starts: bool
+) -> torch.optim.Optimizer:
     """Adam over the decoder (and the encoder's trainable stages); a resumed run gets its saved
     state back, except when fine-tuning starts now (the paper's second stage: a new optimizer)."""
-    groups = [{"params": list(model.decoder.parameters()),
-               "lr": DEFAULT_LR if args.lr is None else args.lr}]
+    groups = [
+        {
+            "params": list(model.decoder.parameters()),
+            "lr": DEFAULT_LR if args.lr is None else args.lr,
+        }
+    ]
     if model.encoder.fine_tune:
-        groups.append({"params": [p for p in model.encoder.parameters() if p.requires_grad],
-                       "lr": args.encoder_lr})
+        groups.append(
+            {
+                "params": [p for p in model.encoder.parameters() if p.requires_grad],
+                "lr": args.encoder_lr,
+            }
+        )
     optimizer = torch.optim.Adam(groups)
     if start.optimizer_meta is not None and not fine_tune_starts:
         optimizer_from_tensors(optimizer, start.optimizer_tensors, start.optimizer_meta)
@@ -442,27 +565,46 @@ class RunFolder:
         self.out, self.rank = Path(out), rank
         self.last, self.best = self.out / "last", self.out / "best"
 
-    def save_last(self, model: Captioner, optimizer: torch.optim.Optimizer, state: dict,
-                  run_args: dict, epoch: int, step: int) -> None:
+    def save_last(
+        self,
+        model: Captioner,
+        optimizer: torch.optim.Optimizer,
+        state: dict,
+        run_args: dict,
+        epoch: int,
+        step: int,
+    ) -> None:
         if self.rank != 0:
             return
         tensors, meta = optimizer_to_tensors(optimizer)
-        data = model.checkpoint_data({"optimizer": meta,
-                                      "train_state": {**state, "epoch": epoch, "step": step},
-                                      "args": run_args})
+        data = model.checkpoint_data(
+            {
+                "optimizer": meta,
+                "train_state": {**state, "epoch": epoch, "step": step},
+                "args": run_args,
+            }
+        )
         data.training_tensors = tensors
         save_checkpoint(self.last, data, half=False)
 
-    def record_epoch(self, model: Captioner, state: dict, entry: dict, improved: bool,
-                     run_args: dict) -> None:
+    def record_epoch(
+        self, model: Captioner, state: dict, entry: dict, improved: bool, run_args: dict
+    ) -> None:
         if self.rank != 0:
             return
         print(json.dumps(entry), file=sys.stderr, flush=True)
         with open(self.out / "log.jsonl", "a", encoding="utf-8") as log:
             log.write(json.dumps(entry) + "\n")
         if improved:
-            model.save(self.best, half=True, extra={"args": run_args, "history": state["history"],
-                                                    "best_bleu4": state["best_bleu4"]})
+            model.save(
+                self.best,
+                half=True,
+                extra={
+                    "args": run_args,
+                    "history": state["history"],
+                    "best_bleu4": state["best_bleu4"],
+                },
+            )
         plot_curve(state["history"], self.out / "curve.png")
 
 
@@ -476,12 +618,16 @@ def main(args: argparse.Namespace) -> int:
     run = RunFolder(args.out, rank)
     records = load_karpathy(args.data, args.images)
     train_records = split_records(records, "train")
-    val_records = split_records(records, "val")[:args.max_val_images]
+    val_records = split_records(records, "val")[: args.max_val_images]
     # Before any long work (the model, the feature pass): a wrong image folder ends here, in a
     # sentence, instead of in epochs trained on zero features and a checkpoint of nonsense.
-    missing = check_images({"val": val_records} if args.test_only else
-                           {"train": train_records, "val": val_records},
-                           args.data, args.images, args.allow_missing, quiet=rank != 0)
+    missing = check_images(
+        {"val": val_records} if args.test_only else {"train": train_records, "val": val_records},
+        args.data,
+        args.images,
+        args.allow_missing,
+        quiet=rank != 0,
+    )
     val_records = [r for r in val_records if r.id not in missing]
     try:
         start = start_run(args, train_records, run, rank)
@@ -498,30 +644,61 @@ def main(args: argparse.Namespace) -> int:
     model.to(args.device)
     run.out.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(args.cache) if args.cache else run.out / "features"
-    val_source = feature_source(model, val_records, "val", cache_dir, args.device, missing,
-                                args.data, args.images, rank, world)
+    val_source = feature_source(
+        model,
+        val_records,
+        "val",
+        cache_dir,
+        args.device,
+        missing,
+        args.data,
+        args.images,
+        rank,
+        world,
+    )
     if args.test_only:
         result = evaluate(model, val_records, val_source, args.val_beam_size, args.device)
         print(json.dumps({"split": "val", **result}))
         return 0
 
-    train_source = feature_source(model, train_records, "train", cache_dir, args.device, missing,
-                                  args.data, args.images, rank, world)
+    train_source = feature_source(
+        model,
+        train_records,
+        "train",
+        cache_dir,
+        args.device,
+        missing,
+        args.data,
+        args.images,
+        rank,
+        world,
+    )
     if args.alpha_box and not any(r.objects for r in train_records):
         print(f"error: --alpha-box needs `objects` with boxes in {args.data}", file=sys.stderr)
         return 2
-    batches = CaptionBatches(train_records, model.vocab, model.max_len, args.batch_size, args.seed,
-                             train_source.bad_ids, GRID if args.alpha_box else None)
+    batches = CaptionBatches(
+        train_records,
+        model.vocab,
+        model.max_len,
+        args.batch_size,
+        args.seed,
+        train_source.bad_ids,
+        GRID if args.alpha_box else None,
+    )
     module = TrainingModule(model, args.alpha_c, args.alpha_box)
     optimizer = make_optimizer(model, args, start, fine_tune_starts)
     if world > 1:
         module = nn.parallel.DistributedDataParallel(module)
     # The options that made this run; on resume, the model's own sizes replace the defaults.
-    run_args = {k: v for k, v in vars(args).items()
-                if isinstance(v, (str, int, float, bool, type(None)))}
-    run_args.update({k: v for k, v in model.decoder.config.to_dict().items() if k in run_args},
-                    encoder=model.encoder.name, max_len=model.max_len,
-                    no_repeat_ngram=model.no_repeat_ngram)
+    run_args = {
+        k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, type(None)))
+    }
+    run_args.update(
+        {k: v for k, v in model.decoder.config.to_dict().items() if k in run_args},
+        encoder=model.encoder.name,
+        max_len=model.max_len,
+        no_repeat_ngram=model.no_repeat_ngram,
+    )
 
     def save_every(step: int, loss: float) -> None:
         if args.save_every and step % args.save_every == 0:
@@ -531,8 +708,19 @@ def main(args: argparse.Namespace) -> int:
     for epoch in range(state["epoch"], args.epochs):
         state["epoch"] = epoch
         t0 = time.time()
-        loss = train_one_epoch(module, optimizer, batches, train_source, epoch, args.device,
-                               args.grad_clip, rank, world, state["step"], save_every)
+        loss = train_one_epoch(
+            module,
+            optimizer,
+            batches,
+            train_source,
+            epoch,
+            args.device,
+            args.grad_clip,
+            rank,
+            world,
+            state["step"],
+            save_every,
+        )
         if world > 1:  # the mean loss over all ranks
             t = torch.tensor([loss], device=args.device)
             dist.all_reduce(t)
@@ -542,10 +730,13 @@ def main(args: argparse.Namespace) -> int:
         improved = result["bleu4"] > state["best_bleu4"]
         state["best_bleu4"] = max(state["best_bleu4"], result["bleu4"])
         state["epochs_since_best"] = 0 if improved else state["epochs_since_best"] + 1
-        entry = {"epoch": epoch + 1, "loss": None if math.isnan(loss) else round(loss, 4),
-                 **{k: None if v is None else round(v, 4) for k, v in result.items()
-                    if k != "samples"},
-                 "seconds": round(time.time() - t0, 1), "samples": result["samples"]}
+        entry = {
+            "epoch": epoch + 1,
+            "loss": None if math.isnan(loss) else round(loss, 4),
+            **{k: None if v is None else round(v, 4) for k, v in result.items() if k != "samples"},
+            "seconds": round(time.time() - t0, 1),
+            "samples": result["samples"],
+        }
         state["history"].append(entry)
         run.record_epoch(model, state, entry, improved, run_args)
         run.save_last(model, optimizer, state, run_args, epoch + 1, 0)
@@ -553,12 +744,17 @@ def main(args: argparse.Namespace) -> int:
             dist.barrier()
         if state["epochs_since_best"] >= args.patience:
             if rank == 0:
-                print(f"early stop: no better validation BLEU-4 for {args.patience} epochs",
-                      file=sys.stderr)
+                print(
+                    f"early stop: no better validation BLEU-4 for {args.patience} epochs",
+                    file=sys.stderr,
+                )
             break
     if rank == 0:
-        print(f"done in {time.time() - started:.0f} s; best validation BLEU-4 "
-              f"{state['best_bleu4']:.4f} -> {run.best}", file=sys.stderr)
+        print(
+            f"done in {time.time() - started:.0f} s; best validation BLEU-4 "
+            f"{state['best_bleu4']:.4f} -> {run.best}",
+            file=sys.stderr,
+        )
     if world > 1:
         dist.destroy_process_group()
     return 0

@@ -1,11 +1,12 @@
 """Word <-> index mapping with the four special tokens the decoder relies on."""
+
 from __future__ import annotations
 
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
@@ -35,14 +36,16 @@ class Vocabulary:
         self.stoi = {w: i for i, w in enumerate(words)}
 
     @classmethod
-    def build(cls, captions: Iterable[Sequence[str]], min_freq: int = 1) -> "Vocabulary":
+    def build(cls, captions: Iterable[Sequence[str]], min_freq: int = 1) -> Vocabulary:
         """Words seen at least `min_freq` times, most frequent first (ties alphabetical)."""
         counts = Counter(w for tokens in captions for w in tokens)
-        kept = sorted((w for w, n in counts.items() if n >= min_freq and w not in SPECIALS),
-                      key=lambda w: (-counts[w], w))
+        kept = sorted(
+            (w for w, n in counts.items() if n >= min_freq and w not in SPECIALS),
+            key=lambda w: (-counts[w], w),
+        )
         return cls([*SPECIALS, *kept])
 
-    def extended(self, words: Iterable[str]) -> "Vocabulary":
+    def extended(self, words: Iterable[str]) -> Vocabulary:
         """This vocabulary with `words` it lacks appended: old indices keep their meaning."""
         return Vocabulary([*self.itos, *(w for w in dict.fromkeys(words) if w not in self.stoi)])
 
@@ -90,7 +93,7 @@ class Vocabulary:
         Path(path).write_text(json.dumps({"itos": self.itos}, indent=0) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocabulary":
+    def load(cls, path: str | Path) -> Vocabulary:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

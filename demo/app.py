@@ -4,6 +4,7 @@ Events are plain methods of `CaptionDemo`, so tests call them without a browser.
 the model (the public `caption` API); everything after it works from the rendered files kept in
 `gr.State`, so clicking through the words never touches the model.
 """
+
 from __future__ import annotations
 
 import base64
@@ -12,15 +13,24 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import gradio as gr
 from PIL import Image
 
-from captioner import (Caption, CheckpointError, EncoderWeightsError, ImageError, SceneMaker,
-                       default_checkpoint_dir, load_image)
+from captioner import (
+    Caption,
+    CheckpointError,
+    EncoderWeightsError,
+    ImageError,
+    SceneMaker,
+    default_checkpoint_dir,
+    is_checkpoint,
+    load_image,
+)
 
 from .models import ModelStore
 from .render import Rendered, display_copy, render_gif, render_grid, start_render, word_note
@@ -36,6 +46,7 @@ DISPLAY_SIDE = 448  # frames are drawn at this size (longest side)
 @dataclass
 class Captioned:
     """One answer of the model, handed from the API event to the page's drawing step."""
+
     caption: Caption
     model: str
     beam_size: int
@@ -48,7 +59,9 @@ def example_images(folder: Path = HERE / "examples") -> list[Path]:
 
 def upload_folder() -> Path:
     """Where Gradio keeps uploaded files (the same rule as Gradio's own)."""
-    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+    return Path(
+        os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio"
+    ).resolve()
 
 
 def _image_source(image: Any) -> Any:
@@ -77,16 +90,23 @@ def _beam_size(value: Any) -> int:
     try:
         beam = int(round(float(value if value is not None else 3)))
     except (TypeError, ValueError, OverflowError):  # "inf" and "1e400" overflow int()
-        raise gr.Error("The beam size must be a number from 1 to 5.", print_exception=False) from None
+        raise gr.Error(
+            "The beam size must be a number from 1 to 5.", print_exception=False
+        ) from None
     return min(max(beam, BEAM_SIZES[0]), BEAM_SIZES[1])
 
 
 class CaptionDemo:
     """The demo's state (models, files) and its event handlers; `build()` makes the page."""
 
-    def __init__(self, store: ModelStore, workspace: Workspace | None = None,
-                 examples: Sequence[Path] = (), scene_maker: SceneMaker | None = None,
-                 model_concurrency: int = 1):
+    def __init__(
+        self,
+        store: ModelStore,
+        workspace: Workspace | None = None,
+        examples: Sequence[Path] = (),
+        scene_maker: SceneMaker | None = None,
+        model_concurrency: int = 1,
+    ):
         self.store = store
         # inside Gradio's own folder, so Gradio serves the pictures where they are instead of copying them
         self.workspace = workspace or Workspace(parent=upload_folder())
@@ -95,14 +115,19 @@ class CaptionDemo:
         self.model_concurrency = model_concurrency
 
     @classmethod
-    def create(cls, checkpoint: str | Path | None = None, checkpoints_root: str | Path | None = None,
-               warm: bool = True, **kwargs) -> "CaptionDemo":
+    def create(
+        cls,
+        checkpoint: str | Path | None = None,
+        checkpoints_root: str | Path | None = None,
+        warm: bool = True,
+        **kwargs,
+    ) -> CaptionDemo:
         """The app over `checkpoint` (default: the default model) and every folder in `checkpoints_root`."""
         root = Path(checkpoints_root) if checkpoints_root else default_checkpoint_dir().parent
         first = Path(checkpoint) if checkpoint else default_checkpoint_dir()
-        if checkpoint and not (first / "config.json").is_file():
+        if checkpoint and not is_checkpoint(first):
             raise CheckpointError(f"{first}: not a checkpoint folder (no config.json).")
-        store = ModelStore.discover(root, first if (first / "config.json").is_file() else None)
+        store = ModelStore.discover(root, first if is_checkpoint(first) else None)
         if warm and store.default:
             store.warm_up()
         kwargs.setdefault("examples", example_images())
@@ -113,7 +138,9 @@ class CaptionDemo:
 
     # ---- the model: the public API ---------------------------------------------------------
 
-    def caption(self, image: Any, beam_size: Any = 3, model: str | None = None) -> tuple[dict, Captioned]:
+    def caption(
+        self, image: Any, beam_size: Any = 3, model: str | None = None
+    ) -> tuple[dict, Captioned]:
         """Caption one picture: the JSON for API callers and the full answer for the page."""
         if image is None:
             raise gr.Error("Please add a picture first.", print_exception=False)
@@ -126,15 +153,21 @@ class CaptionDemo:
             cap = captioner.caption(picture, beam_size=beam)
             seconds = time.perf_counter() - start
         except ImageError as e:
-            raise gr.Error(f"That file can't be used as a picture: {e}", title="Not a picture",
-                           print_exception=False) from None
+            raise gr.Error(
+                f"That file can't be used as a picture: {e}",
+                title="Not a picture",
+                print_exception=False,
+            ) from None
         except (CheckpointError, EncoderWeightsError) as e:
-            raise gr.Error(f"The model could not be loaded: {e}", title="No model",
-                           print_exception=False) from None
+            raise gr.Error(
+                f"The model could not be loaded: {e}", title="No model", print_exception=False
+            ) from None
         except Exception:  # anything odd: log it, tell the visitor briefly, keep serving
             log.exception("captioning failed")
-            raise gr.Error("Something went wrong while captioning this picture; "
-                           "please try another one.", print_exception=False) from None
+            raise gr.Error(
+                "Something went wrong while captioning this picture; please try another one.",
+                print_exception=False,
+            ) from None
         result = cap.to_dict()
         result.update(model=name, beam_size=beam)
         # the page needs no more than a display copy; keeps the state small
@@ -152,20 +185,33 @@ class CaptionDemo:
     def show(self, captioned: Captioned | None):
         """Show the caption and its first word's frame; reset the slider and chips to the new words."""
         if captioned is None:
-            return (None, "", "", gr.Radio(choices=[], value=None),
-                    gr.Slider(minimum=1, maximum=2, value=1, interactive=False), None, None, None)
+            return (
+                None,
+                "",
+                "",
+                gr.Radio(choices=[], value=None),
+                gr.Slider(minimum=1, maximum=2, value=1, interactive=False),
+                None,
+                None,
+                None,
+            )
         try:
             rendered = start_render(captioned.caption, self.workspace.new_folder(), DISPLAY_SIDE)
             first = rendered.frame(0)
         except Exception:
             log.exception("drawing the attention failed")
-            raise gr.Error("Could not draw where the model looked; please try again.",
-                           print_exception=False) from None
+            raise gr.Error(
+                "Could not draw where the model looked; please try again.", print_exception=False
+            ) from None
         n = len(rendered)
-        info = (f"{n} word{'s' if n != 1 else ''} · log-probability {captioned.caption.score:.2f} · "
-                f"beam {captioned.beam_size} · model `{captioned.model}` · "
-                f"{captioned.seconds * 1000:.0f} ms")
-        chips = gr.Radio(choices=[(w, i) for i, w in enumerate(rendered.words)], value=0 if n else None)
+        info = (
+            f"{n} word{'s' if n != 1 else ''} · log-probability {captioned.caption.score:.2f} · "
+            f"beam {captioned.beam_size} · model `{captioned.model}` · "
+            f"{captioned.seconds * 1000:.0f} ms"
+        )
+        chips = gr.Radio(
+            choices=[(w, i) for i, w in enumerate(rendered.words)], value=0 if n else None
+        )
         # a slider needs minimum < maximum: a one-word caption gets a fixed slider over 1..2
         slider = gr.Slider(minimum=1, maximum=max(n, 2), value=1, step=1, interactive=n > 1)
         text = rendered.text or "(the model gave no words for this picture)"
@@ -206,8 +252,9 @@ class CaptionDemo:
         try:
             return rendered.frame(index)
         except FileNotFoundError:
-            raise gr.Error("This caption has expired; please caption the picture again.",
-                           print_exception=False) from None
+            raise gr.Error(
+                "This caption has expired; please caption the picture again.", print_exception=False
+            ) from None
 
     def goto(self, rendered: Rendered | None, index: int) -> tuple[Any, Any, Any]:
         """(frame, slider position, chip) for word `index` (0-based, clamped)."""
@@ -238,14 +285,18 @@ class CaptionDemo:
         """One honest line on what the chosen model can name, read from the model itself."""
         try:
             captioner = self.store.get(model or None)
-        except Exception:  # no model, or a broken one: the caption event says why
+        except Exception:  # noqa: BLE001 - no model, or a broken one: the caption event says why
             return ""
         if captioner.open_vocabulary:
-            return ("This model names things with its encoder's ImageNet classifier: 1000 kinds of "
-                    "animals, foods, vehicles and everyday objects. It has no word for people, and "
-                    "unusual things get the nearest name it knows.")
-        return (f"This model knows only the {len(captioner.vocab) - 4} words of its training "
-                "captions; on other pictures it names the closest thing it knows.")
+            return (
+                "This model names things with its encoder's ImageNet classifier: 1000 kinds of "
+                "animals, foods, vehicles and everyday objects. It has no word for people, and "
+                "unusual things get the nearest name it knows."
+            )
+        return (
+            f"This model knows only the {len(captioner.vocab) - 4} words of its training "
+            "captions; on other pictures it names the closest thing it knows."
+        )
 
     def word_info(self, rendered: Rendered | None, index: Any) -> str:
         """Under the attention: whether the classifier named the selected word, and its top 3."""
@@ -259,111 +310,227 @@ class CaptionDemo:
             scene = self.scene_maker.make()
         except Exception:
             log.exception("scene generation failed")
-            raise gr.Error("Could not draw a scene just now; please try again.",
-                           print_exception=False) from None
+            raise gr.Error(
+                "Could not draw a scene just now; please try again.", print_exception=False
+            ) from None
         return scene.image, f"Random scene. A reference caption: *{scene.reference}*"
 
     # ---- the page ----------------------------------------------------------------------------
 
     def build(self) -> gr.Blocks:
-        with gr.Blocks(title="Show, Attend and Tell", delete_cache=(1800, 3600),
-                       analytics_enabled=False) as demo:
-            gr.Markdown("# Show, Attend and Tell\nAdd a picture: the model writes a caption, and for "
-                        "every word you can see where in the picture it looked.")
+        with gr.Blocks(
+            title="Show, Attend and Tell", delete_cache=(1800, 3600), analytics_enabled=False
+        ) as demo:
+            gr.Markdown(
+                "# Show, Attend and Tell\nAdd a picture: the model writes a caption, and for "
+                "every word you can see where in the picture it looked."
+            )
             if not self.store.names:
-                gr.Markdown("**No model is installed yet.** Put a checkpoint folder under `checkpoints/` "
-                            "(see the README) or start the app with `--checkpoint FOLDER`.",
-                            elem_id="no-model")
+                gr.Markdown(
+                    "**No model is installed yet.** Put a checkpoint folder under `checkpoints/` "
+                    "(see the README) or start the app with `--checkpoint FOLDER`.",
+                    elem_id="no-model",
+                )
             # per visitor: the last answer of the model (picture at display size), and its files
             captioned = gr.State(None, time_to_live=3600)
             rendered = gr.State(None, time_to_live=3600)
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1):
-                    image = gr.Image(label="Picture", type="filepath", format="png", height=360,
-                                     sources=["upload", "webcam", "clipboard"], elem_id="picture")
+                    image = gr.Image(
+                        label="Picture",
+                        type="filepath",
+                        format="png",
+                        height=360,
+                        sources=["upload", "webcam", "clipboard"],
+                        elem_id="picture",
+                    )
                     scene_note = gr.Markdown("", elem_id="scene-note")
-                    model_note = gr.Markdown(self.model_note(self.store.default), elem_id="model-note")
+                    model_note = gr.Markdown(
+                        self.model_note(self.store.default), elem_id="model-note"
+                    )
                     with gr.Row():
                         caption_btn = gr.Button("Caption", variant="primary", elem_id="caption-btn")
-                        scene_btn = gr.Button("New random scene", elem_id="scene-btn",
-                                              visible=self.scene_maker is not None)
+                        scene_btn = gr.Button(
+                            "New random scene",
+                            elem_id="scene-btn",
+                            visible=self.scene_maker is not None,
+                        )
                     with gr.Row():
-                        beam = gr.Slider(*BEAM_SIZES, value=3, step=1, label="Beam size", buttons=[],
-                                         info="1 is greedy; more beams try more sentences")
-                        model = gr.Dropdown(choices=self.store.names, value=self.store.default, label="Model",
-                                            info=None if self.store.names else "no model installed",
-                                            interactive=len(self.store.names) > 1)
+                        beam = gr.Slider(
+                            *BEAM_SIZES,
+                            value=3,
+                            step=1,
+                            label="Beam size",
+                            buttons=[],
+                            info="1 is greedy; more beams try more sentences",
+                        )
+                        model = gr.Dropdown(
+                            choices=self.store.names,
+                            value=self.store.default,
+                            label="Model",
+                            info=None if self.store.names else "no model installed",
+                            interactive=len(self.store.names) > 1,
+                        )
                     examples = None
                     if self.examples:
-                        examples = gr.Examples(examples=[str(p) for p in self.examples], inputs=[image],
-                                               label="Examples: photos, and scenes like the training data",
-                                               api_visibility="private")
+                        examples = gr.Examples(
+                            examples=[str(p) for p in self.examples],
+                            inputs=[image],
+                            label="Examples: photos, and scenes like the training data",
+                            api_visibility="private",
+                        )
                 with gr.Column(scale=1):
-                    caption_box = gr.Textbox(label="Caption", interactive=False, buttons=["copy"],
-                                             elem_id="caption-text")
+                    caption_box = gr.Textbox(
+                        label="Caption", interactive=False, buttons=["copy"], elem_id="caption-text"
+                    )
                     info = gr.Markdown("", elem_id="caption-info")
                     chips = gr.Radio(choices=[], label="Words (click one)", elem_id="word-chips")
-                    attention = gr.Image(label="Where the model looked", interactive=False, height=400,
-                                         buttons=["download", "fullscreen"], elem_id="attention")
+                    attention = gr.Image(
+                        label="Where the model looked",
+                        interactive=False,
+                        height=400,
+                        buttons=["download", "fullscreen"],
+                        elem_id="attention",
+                    )
                     word_names = gr.Markdown("", elem_id="word-names")
-                    slider = gr.Slider(1, 2, value=1, step=1, label="Word", interactive=False, buttons=[],
-                                       elem_id="word-slider")
+                    slider = gr.Slider(
+                        1,
+                        2,
+                        value=1,
+                        step=1,
+                        label="Word",
+                        interactive=False,
+                        buttons=[],
+                        elem_id="word-slider",
+                    )
                     with gr.Row():
                         prev_btn = gr.Button("◀ Previous word", size="sm", elem_id="prev-btn")
                         next_btn = gr.Button("Next word ▶", size="sm", elem_id="next-btn")
             grid_open = gr.State(False)  # whether the grid's tab is showing: only then is it drawn
             with gr.Tabs():
                 with gr.Tab("Animated GIF") as gif_tab:
-                    gif = gr.Image(label="All words, animated (download with the button)", format="gif",
-                                   interactive=False, height=400, buttons=["download"], elem_id="gif")
+                    gif = gr.Image(
+                        label="All words, animated (download with the button)",
+                        format="gif",
+                        interactive=False,
+                        height=400,
+                        buttons=["download"],
+                        elem_id="gif",
+                    )
                 with gr.Tab("All words", elem_id="grid-tab") as grid_tab:
-                    grid = gr.Image(label="All words (the paper's figure)", format="png", interactive=False,
-                                    buttons=["download", "fullscreen"], elem_id="grid")
+                    grid = gr.Image(
+                        label="All words (the paper's figure)",
+                        format="png",
+                        interactive=False,
+                        buttons=["download", "fullscreen"],
+                        elem_id="grid",
+                    )
                 with gr.Tab("JSON (API)") as json_tab:
                     as_json = gr.JSON(label="What the caption API returns", open=False)
 
             inputs = [image, beam, model]
-            model_run = dict(outputs=[as_json, captioned], preprocess=False,
-                             concurrency_id="model", concurrency_limit=self.model_concurrency,
-                             show_progress="minimal", show_progress_on=[caption_box])
-            api_run = caption_btn.click(self.caption, inputs, api_name="caption",
-                                        api_description="Caption a picture: words, score and 14x14 "
-                                                        "attention per word.", **model_run)
-            page_run = gr.on([image.change, beam.release, model.input], self.caption_if_image, inputs,
-                             api_visibility="private", trigger_mode="always_last", **model_run)
+            model_run = dict(
+                outputs=[as_json, captioned],
+                preprocess=False,
+                concurrency_id="model",
+                concurrency_limit=self.model_concurrency,
+                show_progress="minimal",
+                show_progress_on=[caption_box],
+            )
+            api_run = caption_btn.click(
+                self.caption,
+                inputs,
+                api_name="caption",
+                api_description="Caption a picture: words, score and 14x14 attention per word.",
+                **model_run,
+            )
+            page_run = gr.on(
+                [image.change, beam.release, model.input],
+                self.caption_if_image,
+                inputs,
+                api_visibility="private",
+                trigger_mode="always_last",
+                **model_run,
+            )
             fast = dict(api_visibility="private", show_progress="hidden", queue=False)
             for run in (api_run, page_run):
-                (run.success(self.show, [captioned],
-                             [rendered, caption_box, info, chips, slider, attention, gif, grid],
-                             api_visibility="private", show_progress="hidden", queue=False)
-                    .success(self.animate, [rendered], [gif], api_visibility="private",
-                             concurrency_id="render", show_progress="minimal")
-                    .success(self.figure_if_open, [rendered, grid_open], [grid], api_visibility="private",
-                             concurrency_id="render", show_progress="minimal"))
-            grid_tab.select(self.open_grid, [rendered], [grid_open, grid], api_visibility="private",
-                            concurrency_id="render", show_progress="minimal")
+                (
+                    run.success(
+                        self.show,
+                        [captioned],
+                        [rendered, caption_box, info, chips, slider, attention, gif, grid],
+                        api_visibility="private",
+                        show_progress="hidden",
+                        queue=False,
+                    )
+                    .success(
+                        self.animate,
+                        [rendered],
+                        [gif],
+                        api_visibility="private",
+                        concurrency_id="render",
+                        show_progress="minimal",
+                    )
+                    .success(
+                        self.figure_if_open,
+                        [rendered, grid_open],
+                        [grid],
+                        api_visibility="private",
+                        concurrency_id="render",
+                        show_progress="minimal",
+                    )
+                )
+            grid_tab.select(
+                self.open_grid,
+                [rendered],
+                [grid_open, grid],
+                api_visibility="private",
+                concurrency_id="render",
+                show_progress="minimal",
+            )
             gr.on([gif_tab.select, json_tab.select], lambda: False, None, [grid_open], **fast)
 
-            prev_btn.click(self.previous_word, [rendered, slider], [attention, slider, chips], **fast)
+            prev_btn.click(
+                self.previous_word, [rendered, slider], [attention, slider, chips], **fast
+            )
             next_btn.click(self.next_word, [rendered, slider], [attention, slider, chips], **fast)
-            slider.input(self.on_slide, [rendered, slider], [attention, chips], trigger_mode="always_last",
-                         **fast)
+            slider.input(
+                self.on_slide,
+                [rendered, slider],
+                [attention, chips],
+                trigger_mode="always_last",
+                **fast,
+            )
             chips.input(self.on_chip, [rendered, chips], [attention, slider], **fast)
             chips.change(self.word_info, [rendered, chips], [word_names], **fast)
-            model.input(self.model_note, [model], [model_note], api_visibility="private",
-                        show_progress="hidden")
+            model.input(
+                self.model_note,
+                [model],
+                [model_note],
+                api_visibility="private",
+                show_progress="hidden",
+            )
             scene_btn.click(self.new_scene, None, [image, scene_note], api_visibility="private")
             # another picture: the scene's reference caption no longer applies (cleared in the browser)
-            gr.on([image.upload, image.clear] + ([examples.dataset.click] if examples else []),
-                  None, None, [scene_note], js="() => ''")
+            gr.on(
+                [image.upload, image.clear] + ([examples.dataset.click] if examples else []),
+                None,
+                None,
+                [scene_note],
+                js="() => ''",
+            )
         demo.queue(default_concurrency_limit=2, max_size=16)
         return demo
 
     def launch_options(self) -> dict:
         """Arguments for `Blocks.launch` that this page needs (style, files it may serve)."""
-        return dict(css_paths=[HERE / "style.css"], theme=_theme(), max_file_size="25mb",
-                    allowed_paths=[str(self.workspace.root), str(HERE / "examples")],
-                    footer_links=["api", "gradio"])
+        return dict(
+            css_paths=[HERE / "style.css"],
+            theme=_theme(),
+            max_file_size="25mb",
+            allowed_paths=[str(self.workspace.root), str(HERE / "examples")],
+            footer_links=["api", "gradio"],
+        )
 
     def launch(self, **kwargs) -> gr.Blocks:
         demo = self.build()
@@ -382,5 +549,3 @@ def _theme() -> gr.themes.Base:
     """Gradio's look with system fonts: no font downloads, which a Space or an offline box may not have."""
     system = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "sans-serif"]
     return gr.themes.Soft(font=system, font_mono=["ui-monospace", "SFMono-Regular", "monospace"])
-
-

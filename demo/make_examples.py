@@ -4,12 +4,13 @@ Run once from the repository root (`python -m demo.make_examples`); the files ar
 so the app itself never writes into the repository. The scenes are made from Tux Paint stamps
 (`tuxpaint-stamps-default`, GPL-2), so `scene*.jpg` are GPL-2 too: see demo/examples/LICENSE.md.
 """
+
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -29,14 +30,20 @@ def save_small(image: Image.Image, path: Path, side: int = 448, quality: int = 8
     image = image.convert("RGB")
     if max(image.size) > side:
         scale = side / max(image.size)
-        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+        image = image.resize(
+            (round(image.width * scale), round(image.height * scale)), Image.LANCZOS
+        )
     image.save(path, "JPEG", quality=quality, optimize=True)
     return path
 
 
 def write_photos(folder: Path) -> list[Path]:
     from skimage import data
-    return [save_small(Image.fromarray(get(data)), folder / f"{stem}.jpg") for stem, get in PHOTOS.items()]
+
+    return [
+        save_small(Image.fromarray(get(data)), folder / f"{stem}.jpg")
+        for stem, get in PHOTOS.items()
+    ]
 
 
 def write_scenes(folder: Path, seeds: tuple[int, ...] = (3, 7, 11), size: int = 448) -> list[Path]:

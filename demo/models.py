@@ -3,26 +3,17 @@
 Visitors choose by name only; names map to folders found at start-up, so no request can make
 the server open a path of its choosing.
 """
+
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image
 
-from captioner import Captioner, CheckpointError
-
-CONFIG = "config.json"  # a folder holding this is a checkpoint
-
-
-def find_checkpoints(root: Path) -> list[Path]:
-    """Folders directly under `root` that hold a checkpoint, `default` first, the rest by name."""
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and (p / CONFIG).is_file()]
-    return sorted(found, key=lambda p: (p.name != "default", p.name))
+from captioner import Captioner, CheckpointError, find_checkpoints
 
 
 class ModelStore:
@@ -43,7 +34,7 @@ class ModelStore:
         self._lock = threading.Lock()
 
     @classmethod
-    def discover(cls, root: Path, first: Path | None = None, capacity: int = 3) -> "ModelStore":
+    def discover(cls, root: Path, first: Path | None = None, capacity: int = 3) -> ModelStore:
         """The folder `first` (e.g. from --checkpoint) and then every checkpoint under `root`."""
         folders = ([Path(first)] if first else []) + find_checkpoints(Path(root))
         return cls(folders, capacity=capacity)
@@ -58,8 +49,10 @@ class ModelStore:
 
     def folder(self, name: str | None) -> Path:
         if not self._folders:
-            raise CheckpointError("no model is installed: put a checkpoint folder under checkpoints/ "
-                                  "or start the app with --checkpoint FOLDER.")
+            raise CheckpointError(
+                "no model is installed: put a checkpoint folder under checkpoints/ "
+                "or start the app with --checkpoint FOLDER."
+            )
         if name is None or name == "":
             name = self.default
         if name not in self._folders:

@@ -5,14 +5,15 @@ hands back a path: no model, no drawing, no encoding per click. The first frame 
 and the rest right after it (with the GIF and the grid), so the page shows something quickly; a
 frame asked for before that finishes is drawn on the spot.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from PIL import Image
@@ -25,6 +26,7 @@ JPEG_QUALITY = 90
 @dataclass
 class Rendered:
     """A caption as the page steps through it: its words, attention and picture files."""
+
     text: str
     words: list[str]
     alphas: np.ndarray  # (n, 14, 14)
@@ -63,14 +65,19 @@ class Rendered:
 
     def draw(self, indices: Iterable[int] | None = None) -> list[Path]:
         """Draw and save the frames of `indices` (default: all) that are not on disk yet."""
-        todo = [i for i in (range(len(self.words)) if indices is None else indices)
-                if not self.frame_path(i).is_file()]
+        todo = [
+            i
+            for i in (range(len(self.words)) if indices is None else indices)
+            if not self.frame_path(i).is_file()
+        ]
         if todo:
             if not self.base.is_file():
                 raise FileNotFoundError(self.base)
             with Image.open(self.base) as im:
                 base = im.convert("RGB")
-            frames = attention_frames(base, [self.words[i] for i in todo], self.alphas[todo], size=None)
+            frames = attention_frames(
+                base, [self.words[i] for i in todo], self.alphas[todo], size=None
+            )
             for i, frame in zip(todo, frames):
                 _save_atomic(frame, self.frame_path(i))
         return [self.frame_path(i) for i in range(len(self.words))]
@@ -101,10 +108,14 @@ def start_render(caption: Caption, folder: Path, side: int = 448) -> Rendered:
     """Save the captioned picture at display size into `folder`; frames follow on demand."""
     base = folder / "image.jpg"
     _save_atomic(display_copy(caption.image, side), base)
-    return Rendered(text=caption.text, words=list(caption.words),
-                    alphas=np.asarray(caption.alphas, dtype=np.float32), base=base,
-                    sources=list(caption.sources),
-                    names=[[c.to_dict() for c in choices] for choices in caption.names])
+    return Rendered(
+        text=caption.text,
+        words=list(caption.words),
+        alphas=np.asarray(caption.alphas, dtype=np.float32),
+        base=base,
+        sources=list(caption.sources),
+        names=[[c.to_dict() for c in choices] for choices in caption.names],
+    )
 
 
 def word_note(rendered: Rendered | None, index: int) -> str:
@@ -116,10 +127,14 @@ def word_note(rendered: Rendered | None, index: int) -> str:
     if rendered.sources[i] != "classifier":
         return f"**{word}**: from the decoder's own vocabulary."
     options = " · ".join(
-        f"{c['name']} {c['probability']:.0%}" + (f" ({c['detail']})" if c["detail"] != c["name"] else "")
-        for c in rendered.names[i])
-    return (f"**{word}**: named by the encoder's ImageNet classifier from where the model looked. "
-            f"Its top 3: {options}")
+        f"{c['name']} {c['probability']:.0%}"
+        + (f" ({c['detail']})" if c["detail"] != c["name"] else "")
+        for c in rendered.names[i]
+    )
+    return (
+        f"**{word}**: named by the encoder's ImageNet classifier from where the model looked. "
+        f"Its top 3: {options}"
+    )
 
 
 def render_gif(rendered: Rendered, name: str = "attention.gif") -> Path | None:

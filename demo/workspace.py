@@ -4,6 +4,7 @@ Gradio serves files that handlers return by path; the pictures of a caption ther
 disk while a visitor steps through its words. Only the newest `keep` captions are kept; the
 whole tree is removed when the app object goes away. Nothing is written into the repository.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Shared fixtures: small models and images made on the spot, no network, no downloads."""
+
 from __future__ import annotations
 
 import socket
@@ -22,14 +23,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_tiny_captioner(seed: int = 0, encoder: str = "efficientnet-lite2", max_len: int = 12,
-                        deep_output: bool = False) -> Captioner:
+def make_tiny_captioner(
+    seed: int = 0, encoder: str = "efficientnet-lite2", max_len: int = 12, deep_output: bool = False
+) -> Captioner:
     """A random-weight decoder with small sizes over a real (offline) pretrained encoder."""
     torch.manual_seed(seed)
     vocab = Vocabulary.build([WORDS])
-    return Captioner.create(encoder, vocab, pretrained=encoder == "efficientnet-lite2",
-                            embed_dim=32, attention_dim=32, decoder_dim=64, dropout=0.0,
-                            deep_output=deep_output, max_len=max_len)
+    return Captioner.create(
+        encoder,
+        vocab,
+        pretrained=encoder == "efficientnet-lite2",
+        embed_dim=32,
+        attention_dim=32,
+        decoder_dim=64,
+        dropout=0.0,
+        deep_output=deep_output,
+        max_len=max_len,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +59,7 @@ def tiny_checkpoint(tmp_path_factory, tiny_model) -> str:
 def photo() -> np.ndarray:
     """A CC0 photo from scikit-image (the astronaut), as an RGB array."""
     from skimage import data
+
     return data.astronaut()
 
 
@@ -56,6 +67,13 @@ def photo() -> np.ndarray:
 def shapes_data(tmp_path_factory) -> Path:
     """24 small shape scenes (18 train, 6 val) as a Karpathy JSON, for training runs."""
     root = tmp_path_factory.mktemp("shapes")
-    generate_scenes(root, count=24, seed=5, sources=shape_sources(), size=128,
-                    split_fractions=(0.75, 0.25, 0.0), progress=False)
+    generate_scenes(
+        root,
+        count=24,
+        seed=5,
+        sources=shape_sources(),
+        size=128,
+        split_fractions=(0.75, 0.25, 0.0),
+        progress=False,
+    )
     return root / "captions.json"

@@ -3,24 +3,26 @@
 The app runs in this process on a free port, over the tiny random-weight checkpoint from
 conftest.py, so the tests need neither the default model nor a network.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from PIL import Image
 
 from tests.conftest import free_port
 
-import gradio as gr  # noqa: E402 - required: a broken install must fail, not skip
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent.parent
 # gradio's queue statistics use pandas options that pandas 3 deprecates: not ours to fix
-pytestmark = [pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting'"),
-              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting'"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
 
 PHOTO = ROOT / "demo" / "examples" / "astronaut.jpg"  # the tiny model gives it 12 words
 
@@ -30,11 +32,14 @@ def served(tiny_checkpoint, tmp_path_factory):
     """(CaptionDemo, Client) for the app served over the tiny checkpoint; files under tmp."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
-        from demo import CaptionDemo
         from captioner import SceneMaker
-        app = CaptionDemo.create(checkpoint=tiny_checkpoint,
-                                 checkpoints_root=tmp_path_factory.mktemp("no-checkpoints"),
-                                 scene_maker=SceneMaker(use_stamps=False, seed=0))
+        from demo import CaptionDemo
+
+        app = CaptionDemo.create(
+            checkpoint=tiny_checkpoint,
+            checkpoints_root=tmp_path_factory.mktemp("no-checkpoints"),
+            scene_maker=SceneMaker(use_stamps=False, seed=0),
+        )
         demo = app.build()
         port = free_port()
         demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options())
@@ -70,11 +75,17 @@ def test_the_api_has_one_named_endpoint(served):
 
 def test_caption_api_returns_words_and_attention(served):
     _, client = served
-    assert client.predict(handle_file(str(PHOTO)), api_name="/caption")["beam_size"] == 3  # defaults
+    assert (
+        client.predict(handle_file(str(PHOTO)), api_name="/caption")["beam_size"] == 3
+    )  # defaults
     result = client.predict(handle_file(str(PHOTO)), 2, "tiny", api_name="/caption")
     words = result["words"]
     assert words and result["caption"] == " ".join(words)
-    assert isinstance(result["score"], float) and result["beam_size"] == 2 and result["model"] == "tiny"
+    assert (
+        isinstance(result["score"], float)
+        and result["beam_size"] == 2
+        and result["model"] == "tiny"
+    )
     alphas = np.asarray(result["alphas"])
     assert alphas.shape == (len(words), 14, 14)
     np.testing.assert_allclose(alphas.sum(axis=(1, 2)), 1.0, atol=1e-3)
@@ -88,9 +99,11 @@ def test_bad_files_get_a_clear_error_and_the_app_keeps_serving(served, tmp_path)
     truncated.write_bytes(PHOTO.read_bytes()[:3000])
     huge = tmp_path / "huge.png"  # 81 megapixels in a 80 kB file
     Image.new("L", (9000, 9000)).save(huge)
-    for bad, words in ((text, "holiday.jpg: not an image file"),
-                       (truncated, "cut.jpg: the image data is broken"),
-                       (huge, "huge.png: 9000x9000 is too large")):
+    for bad, words in (
+        (text, "holiday.jpg: not an image file"),
+        (truncated, "cut.jpg: the image data is broken"),
+        (huge, "huge.png: 9000x9000 is too large"),
+    ):
         with pytest.raises(AppError) as e:
             client.predict(handle_file(str(bad)), 3, "tiny", api_name="/caption")
         message = str(e.value)
@@ -102,6 +115,7 @@ def test_bad_files_get_a_clear_error_and_the_app_keeps_serving(served, tmp_path)
 def test_requests_cannot_name_files_outside_the_upload_folder(served):
     app, _ = served
     from gradio import Error
+
     with pytest.raises(Error, match="must be uploaded to this app"):
         app.caption({"path": str(PHOTO)}, 3)
     with pytest.raises(Error, match="unknown model 'nope'"):
@@ -133,8 +147,12 @@ def test_stepping_through_words_never_runs_the_model(served, model_calls):
 def test_one_word_captions_and_cleared_pictures_keep_the_slider_valid(served):
     app, _ = served
     from captioner import Caption
-    one = Caption(["cat"], np.full((1, 14, 14), 1 / 196, np.float32), -1.0, Image.new("RGB", (300, 200)))
+
+    one = Caption(
+        ["cat"], np.full((1, 14, 14), 1 / 196, np.float32), -1.0, Image.new("RGB", (300, 200))
+    )
     from demo.app import Captioned
+
     rendered, _, _, _, slider, first, _, _ = app.show(Captioned(one, "tiny", 3, 0.1))
     assert slider.maximum == 2 and slider.value == 1 and not slider.interactive
     assert app.next_word(rendered, 1)[1] == 1
@@ -150,6 +168,7 @@ def test_random_scene_button(served):
 
 def test_command_line_honours_gradio_environment(monkeypatch):
     import app as entry
+
     assert (entry.parse_args([]).host, entry.parse_args([]).port) == ("127.0.0.1", 7860)
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
@@ -163,8 +182,11 @@ def test_old_captions_expire_with_a_clear_message(tmp_path):
     from captioner import Caption
     from demo import CaptionDemo, ModelStore, Workspace
     from demo.app import Captioned
+
     app = CaptionDemo(ModelStore([]), Workspace(keep=1, parent=tmp_path))
-    cap = Caption(["a", "cat"], np.full((2, 14, 14), 1 / 196, np.float32), -1.0, Image.new("RGB", (64, 48)))
+    cap = Caption(
+        ["a", "cat"], np.full((2, 14, 14), 1 / 196, np.float32), -1.0, Image.new("RGB", (64, 48))
+    )
     old = app.show(Captioned(cap, "x", 1, 0.1))[0]
     new = app.show(Captioned(cap, "x", 1, 0.1))[0]  # keep=1: the first caption's files go
     assert not old.folder.exists() and Path(app.next_word(new, 1)[0]).is_file()
@@ -178,6 +200,7 @@ def test_old_captions_expire_with_a_clear_message(tmp_path):
 def test_model_names_are_unique_and_unknown_ones_refused(tmp_path):
     from captioner import CheckpointError
     from demo import ModelStore
+
     a, b = tmp_path / "a" / "tiny", tmp_path / "b" / "tiny"
     store = ModelStore([a, b, a])
     assert store.names == ["tiny", "tiny (2)"] and store.default == "tiny"
@@ -195,10 +218,21 @@ def test_the_selected_word_says_whether_the_classifier_named_it(tmp_path):
     from demo.render import start_render
 
     picture = Image.new("RGB", (32, 32), "white")
-    cap = Caption(words=["a", "cat"], alphas=np.full((2, 14, 14), 1 / 196, dtype=np.float32),
-                  score=-1.0, image=picture, sources=["decoder", "classifier"],
-                  names=[[], [NameChoice("cat", 0.91, "tabby cat"), NameChoice("dog", 0.05, "pug"),
-                              NameChoice("fox", 0.01, "fox")]])
+    cap = Caption(
+        words=["a", "cat"],
+        alphas=np.full((2, 14, 14), 1 / 196, dtype=np.float32),
+        score=-1.0,
+        image=picture,
+        sources=["decoder", "classifier"],
+        names=[
+            [],
+            [
+                NameChoice("cat", 0.91, "tabby cat"),
+                NameChoice("dog", 0.05, "pug"),
+                NameChoice("fox", 0.01, "fox"),
+            ],
+        ],
+    )
     rendered = start_render(cap, tmp_path)
     app = CaptionDemo.__new__(CaptionDemo)
     assert "decoder" in app.word_info(rendered, 0)
@@ -220,8 +254,9 @@ def test_a_model_with_slots_is_described_as_naming_imagenet_things():
     class Store:
         def get(self, name=None):
             vocab = Vocabulary(["<pad>", "<start>", "<end>", "<unk>", "a", "<obj>"])
-            return Captioner.create("efficientnet-lite2", vocab, embed_dim=8, attention_dim=8,
-                                    decoder_dim=8)
+            return Captioner.create(
+                "efficientnet-lite2", vocab, embed_dim=8, attention_dim=8, decoder_dim=8
+            )
 
     app = CaptionDemo.__new__(CaptionDemo)
     app.store = Store()

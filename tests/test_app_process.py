@@ -1,4 +1,5 @@
 """The app as a process: stopping it as a Space or a container does (SIGTERM) cleans up."""
+
 import os
 import signal
 import subprocess
@@ -15,11 +16,21 @@ def test_sigterm_stops_the_app_and_removes_its_work_folder(tiny_checkpoint, tmp_
     temp = tmp_path / "gradio"
     env = {**os.environ, "GRADIO_TEMP_DIR": str(temp), "GRADIO_ANALYTICS_ENABLED": "False"}
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "app.py", "--checkpoint", tiny_checkpoint, "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--checkpoint", tiny_checkpoint, "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
-        while not list(temp.glob("captioner-demo-*")) and time.time() < deadline and proc.poll() is None:
+        while (
+            not list(temp.glob("captioner-demo-*"))
+            and time.time() < deadline
+            and proc.poll() is None
+        ):
             time.sleep(0.5)
         assert list(temp.glob("captioner-demo-*")), "the app never made its work folder"
         time.sleep(3)  # let it reach the serving loop

@@ -4,6 +4,7 @@ Uses the system chromium (never `playwright install`). With CAPTIONER_SCREENSHOT
 page is saved as docs/demo.png, using the default model when it exists and the cat photo, with
 its object word selected.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,10 @@ from tests.conftest import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
+    ),
     # gradio's queue statistics use pandas options that pandas 3 deprecates: not ours to fix
     pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting'"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
@@ -25,8 +28,15 @@ from playwright import sync_api  # noqa: E402 - required (requirements-dev.txt)
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO = ROOT / "demo" / "examples" / "astronaut.jpg"  # the tiny model gives it 12 words
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 SRC = "() => { const img = document.querySelector('#attention img'); return img && img.getAttribute('src'); }"
 
 
@@ -37,17 +47,19 @@ def screenshot_wanted() -> bool:
 @pytest.fixture(scope="module")
 def url(tiny_checkpoint, tmp_path_factory):
     """The app served on a free port: the tiny model, or for the docs screenshot the default one."""
-    from captioner import default_checkpoint_dir
+    from captioner import SceneMaker, default_checkpoint_dir
     from demo import CaptionDemo
-    from captioner import SceneMaker
 
     checkpoint, scenes = tiny_checkpoint, SceneMaker(use_stamps=False, seed=0)
     if screenshot_wanted() and (default_checkpoint_dir() / "config.json").is_file():
         checkpoint, scenes = default_checkpoint_dir(), SceneMaker(seed=1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
-        app = CaptionDemo.create(checkpoint=checkpoint, scene_maker=scenes,
-                                 checkpoints_root=tmp_path_factory.mktemp("no-checkpoints"))
+        app = CaptionDemo.create(
+            checkpoint=checkpoint,
+            scene_maker=scenes,
+            checkpoints_root=tmp_path_factory.mktemp("no-checkpoints"),
+        )
         demo = app.build()
         port = free_port()
         demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options())
@@ -61,11 +73,15 @@ def url(tiny_checkpoint, tmp_path_factory):
 @pytest.fixture(scope="module")
 def page(url):
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.set_default_timeout(30_000)
-            page.goto(url, wait_until="domcontentloaded")  # never "networkidle": gradio streams events
+            page.goto(
+                url, wait_until="domcontentloaded"
+            )  # never "networkidle": gradio streams events
             yield page
         finally:
             browser.close()
@@ -73,7 +89,9 @@ def page(url):
 
 def new_src(page, old: str | None) -> str:
     """Wait until the attention picture shows another file than `old`; its src."""
-    page.wait_for_function(f"(old) => {{ const s = ({SRC})(); return s && s !== old; }}", arg=old, polling=20)
+    page.wait_for_function(
+        f"(old) => {{ const s = ({SRC})(); return s && s !== old; }}", arg=old, polling=20
+    )
     return page.evaluate(SRC)
 
 
@@ -91,7 +109,9 @@ def test_upload_caption_and_step_through_words(page, tmp_path):
 
     caption = page.locator("#caption-text textarea").input_value()
     chips = page.locator("#word-chips label")
-    assert caption and " ".join(chips.all_inner_texts()) == caption  # a chip per word, "space shuttle" too
+    assert (
+        caption and " ".join(chips.all_inner_texts()) == caption
+    )  # a chip per word, "space shuttle" too
     assert slider_value(page) == "1" and "selected" in chips.nth(0).get_attribute("class")
 
     page.locator("#next-btn").click()
@@ -115,7 +135,9 @@ def test_upload_caption_and_step_through_words(page, tmp_path):
 
     if screenshot_wanted():
         file_input.set_input_files(str(ROOT / "demo" / "examples" / "cat.jpg"))  # a real photo
-        page.wait_for_function("() => document.querySelector('#caption-text textarea').value.endsWith('cat')")
+        page.wait_for_function(
+            "() => document.querySelector('#caption-text textarea').value.endsWith('cat')"
+        )
         page.wait_for_timeout(2000)  # let the picture's events settle before choosing a word
         page.locator("#word-chips label").last.click()  # the object word: named by the classifier
         page.locator("#word-names").get_by_text("classifier", exact=False).wait_for()

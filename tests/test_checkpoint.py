@@ -1,4 +1,5 @@
 """Checkpoint folders: round trips, and clear refusals of anything broken or unsafe."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,11 @@ from captioner.checkpoint import load_checkpoint, save_checkpoint
 
 def test_round_trip_gives_identical_captions(tmp_path, tiny_model, photo):
     path = tiny_model.save(tmp_path / "full", half=False)
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "vocab.json"]
+    assert sorted(p.name for p in path.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "vocab.json",
+    ]
     loaded = Captioner.load(path)
     assert loaded.vocab == tiny_model.vocab
     a, b = tiny_model.caption(photo), loaded.caption(photo)
@@ -126,7 +131,9 @@ def test_atomic_save_replaces_old_checkpoint(tmp_path, tiny_model):
     assert [p.name for p in tmp_path.iterdir()] == ["ck"]  # no temp folders left behind
 
 
-def test_saving_over_a_checkpoint_keeps_its_other_files_but_not_stale_training_state(tmp_path, tiny_model):
+def test_saving_over_a_checkpoint_keeps_its_other_files_but_not_stale_training_state(
+    tmp_path, tiny_model
+):
     path = tmp_path / "ck"
     data = tiny_model.checkpoint_data({"n": 1})
     data.training_tensors = {"step": torch.zeros(1)}
@@ -137,12 +144,15 @@ def test_saving_over_a_checkpoint_keeps_its_other_files_but_not_stale_training_s
     tiny_model.save(path, extra={"n": 2})  # weights only, as shipped
     assert (path / "README.md").read_text() == "# my model card\n"
     assert (path / "figures" / "curve.txt").read_text() == "1 2 3"
-    assert not (path / "training.safetensors").exists()  # the old optimizer state is not carried over
+    assert not (
+        path / "training.safetensors"
+    ).exists()  # the old optimizer state is not carried over
     assert load_checkpoint(path).extra == {"n": 2}
 
 
 def test_deep_output_travels_in_the_config(tmp_path, photo):
     from tests.conftest import make_tiny_captioner
+
     model = make_tiny_captioner(deep_output=True)
     path = model.save(tmp_path / "deep", half=False)
     assert json.loads((path / "config.json").read_text())["decoder"]["deep_output"] is True
@@ -172,7 +182,10 @@ def test_decoding_setting_travels_with_the_model(tmp_path, tiny_checkpoint, phot
     loaded = Captioner.load(path)
     assert loaded.no_repeat_ngram == 2
     assert loaded.caption(photo).words == model.caption(photo).words
-    assert loaded.caption(photo, no_repeat_ngram=0).words == model.caption(photo, no_repeat_ngram=0).words
+    assert (
+        loaded.caption(photo, no_repeat_ngram=0).words
+        == model.caption(photo, no_repeat_ngram=0).words
+    )
     config = json.loads((path / "config.json").read_text())
     for bad in (-1, "2", True, 1001):
         config["no_repeat_ngram"] = bad

@@ -3,6 +3,7 @@ torchrun (one process: NCCL needs a GPU per process, so two GPUs to run it). Ski
 CUDA device is present (as in CI); on a GPU machine run
 `python -m pytest tests/test_cuda.py`.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_default_model_gives_the_same_captions_on_cuda(photo):
     from skimage import data
+
     images = [photo, data.coffee(), data.chelsea()]
     on_cpu = Captioner.load().caption(images)
     model = Captioner.load().to("cuda")
@@ -52,22 +54,77 @@ def test_features_cached_on_cuda_match_the_cpu(shapes_data, tmp_path):
 
 def test_training_under_torchrun_then_fine_tuning_on_cuda(shapes_data, tmp_path):
     out = tmp_path / "run"
-    tiny = ["--embed-dim", "16", "--attention-dim", "16", "--decoder-dim", "32",
-            "--min-word-freq", "1", "--batch-size", "8", "--max-val-images", "4",
-            "--val-beam-size", "1", "--max-len", "8", "--device", "cuda"]
+    tiny = [
+        "--embed-dim",
+        "16",
+        "--attention-dim",
+        "16",
+        "--decoder-dim",
+        "32",
+        "--min-word-freq",
+        "1",
+        "--batch-size",
+        "8",
+        "--max-val-images",
+        "4",
+        "--val-beam-size",
+        "1",
+        "--max-len",
+        "8",
+        "--device",
+        "cuda",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1"]
-    proc = subprocess.run([*torchrun, "-m", "captioner", "train", "--data", str(shapes_data),
-                           "--out", str(out), "--epochs", "1", "--alpha-box", "1.0", *tiny],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            *torchrun,
+            "-m",
+            "captioner",
+            "train",
+            "--data",
+            str(shapes_data),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--alpha-box",
+            "1.0",
+            *tiny,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [1] and np.isfinite(log[0]["loss"])
 
     # the paper's second stage: the encoder's last stages train too, encoding on the fly
-    proc = subprocess.run([sys.executable, "-m", "captioner", "train", "--data", str(shapes_data),
-                           "--out", str(out), "--epochs", "2", "--resume", "--fine-tune", *tiny[8:]],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "captioner",
+            "train",
+            "--data",
+            str(shapes_data),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--resume",
+            "--fine-tune",
+            *tiny[8:],
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     model = Captioner.load(out / "last")  # saved from the GPU, loads on the CPU
     assert model.device.type == "cpu" and model.encoder.fine_tune

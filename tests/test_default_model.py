@@ -4,6 +4,7 @@ These photos were never used in training (the photo backgrounds of its training 
 Debian and npm packages, not scikit-image), so a model that falls back to naming stamp objects
 ("a badger and a red car" for the cat) fails here.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,9 @@ def model():
     return Captioner.load()
 
 
-@pytest.mark.parametrize("photo, names", [("cat.jpg", {"cat"}),
-                                          ("coffee.jpg", {"cup of coffee", "cup", "coffee mug"})])
+@pytest.mark.parametrize(
+    "photo, names", [("cat.jpg", {"cat"}), ("coffee.jpg", {"cup of coffee", "cup", "coffee mug"})]
+)
 def test_the_default_model_names_the_photo_s_object_through_the_classifier(model, photo, names):
     cap = model.caption(EXAMPLES / photo)
     named = [i for i, w in enumerate(cap.words) if w in names]
@@ -34,13 +36,14 @@ def test_the_default_model_names_the_photo_s_object_through_the_classifier(model
 
 
 def test_evaluate_photos_reports_the_classifier_alone_beside_the_captions(model):
-    from captioner.evaluate_photos import (LabelledPhoto, global_top1_names, names_name,
-                                           score_photos)
+    from captioner.evaluate_photos import LabelledPhoto, global_top1_names, names_name, score_photos
 
     assert names_name("goldfish", ["fish"]) and names_name("cat", ["cats"])
     assert not names_name("dog", ["cat"])
-    photos = [LabelledPhoto(EXAMPLES / "cat.jpg", "cat", ["cat"], "scikit-image"),
-              LabelledPhoto(EXAMPLES / "cat.jpg", "dog", ["dog"], "scikit-image")]
+    photos = [
+        LabelledPhoto(EXAMPLES / "cat.jpg", "cat", ["cat"], "scikit-image"),
+        LabelledPhoto(EXAMPLES / "cat.jpg", "dog", ["dog"], "scikit-image"),
+    ]
     result = score_photos(model, photos, progress=False)
     assert [r["classifier_top1"] for r in result["rows"]] == ["cat", "cat"]
     assert [r["classifier_top1_named"] for r in result["rows"]] == [True, False]

@@ -8,6 +8,7 @@ module of the package, so a module added without a line there fails here.
 Each check is a function that returns the problems it finds; the tests at the bottom plant one
 problem of each kind in a scratch folder and make sure the check reports it.
 """
+
 from __future__ import annotations
 
 import re
@@ -33,8 +34,11 @@ MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|home|root)/")
 
 
 def doc_pages(root: Path = ROOT) -> list[Path]:
-    return [root / "README.md", *sorted((root / "docs").glob("*.md")),
-            *sorted((root / "checkpoints").glob("*/README.md"))]
+    return [
+        root / "README.md",
+        *sorted((root / "docs").glob("*.md")),
+        *sorted((root / "checkpoints").glob("*/README.md")),
+    ]
 
 
 def without_code(text: str) -> str:
@@ -64,14 +68,20 @@ def broken_links(page: Path, root: Path = ROOT) -> list[str]:
 def machine_paths(page: Path, root: Path = ROOT) -> list[str]:
     """Lines of `page` that name an absolute path of a particular machine (/work/, /home/, /root/)."""
     lines = page.read_text(encoding="utf-8").splitlines()
-    return [f"{page.relative_to(root)}:{n}: {line.strip()}"
-            for n, line in enumerate(lines, 1) if MACHINE_PATH.search(line)]
+    return [
+        f"{page.relative_to(root)}:{n}: {line.strip()}"
+        for n, line in enumerate(lines, 1)
+        if MACHINE_PATH.search(line)
+    ]
 
 
 def oversize(path: Path) -> list[str]:
     size = path.stat().st_size
-    return [f"{path.name} is {size} bytes (at most {README_MAX_BYTES}); move detail into docs/"] \
-        if size > README_MAX_BYTES else []
+    return (
+        [f"{path.name} is {size} bytes (at most {README_MAX_BYTES}); move detail into docs/"]
+        if size > README_MAX_BYTES
+        else []
+    )
 
 
 def first_block_after_title(readme: str) -> tuple[str | None, str]:
@@ -79,19 +89,22 @@ def first_block_after_title(readme: str) -> tuple[str | None, str]:
     title = re.search(r"^# .+$", readme, re.M)
     if title is None:
         return None, ""
-    rest = readme[title.end():]
+    rest = readme[title.end() :]
     block = FENCE.search(rest)
     if block is None:
         return None, rest
-    return block.group(0), rest[:block.start()]
+    return block.group(0), rest[: block.start()]
 
 
 def setup_problems(readme: str) -> list[str]:
     block, before = first_block_after_title(readme)
     if block is None:
         return ["no title followed by a fenced code block"]
-    problems = [f"the first block after the title lacks {cmd!r}" for cmd in SETUP_COMMANDS
-                if cmd not in block]
+    problems = [
+        f"the first block after the title lacks {cmd!r}"
+        for cmd in SETUP_COMMANDS
+        if cmd not in block
+    ]
     if before.strip():
         problems.append(f"text comes before the set-up commands: {before.strip()[:60]!r}")
     return problems
@@ -107,11 +120,13 @@ def package_modules(root: Path = ROOT) -> list[str]:
 
 def unnamed_modules(architecture: str, modules: list[str]) -> list[str]:
     """Modules that the page names neither as captioner/NAME(.py or /) nor as captioner.NAME."""
-    return [m for m in modules
-            if not re.search(rf"captioner[./]{re.escape(m)}(?!\w)", architecture)]
+    return [
+        m for m in modules if not re.search(rf"captioner[./]{re.escape(m)}(?!\w)", architecture)
+    ]
 
 
 # ---------------------------------------------------------------------------- the repository
+
 
 def test_readme_is_short():
     assert oversize(ROOT / "README.md") == []
@@ -155,6 +170,7 @@ def test_architecture_names_every_module():
 
 # ---------------------------------------------------------------------------- the checks can fail
 
+
 def test_size_check_fails_on_a_long_readme(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("x" * README_MAX_BYTES)
@@ -176,12 +192,19 @@ def test_link_check_fails_on_a_missing_file(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "there.png").write_bytes(b"")
     page = tmp_path / "docs" / "page.md"
-    page.write_text("![ok](there.png) [ok](there.png#top) [web](https://example.org/x) [a](#anchor)\n"
-                    "`[code](nowhere.md)`\n\n```\n[code](nowhere.md)\n```\n")
+    page.write_text(
+        "![ok](there.png) [ok](there.png#top) [web](https://example.org/x) [a](#anchor)\n"
+        "`[code](nowhere.md)`\n\n```\n[code](nowhere.md)\n```\n"
+    )
     assert broken_links(page, tmp_path) == []
-    page.write_text("See [this](../docs/gone.md#part) and ![pic](missing.png).\n\n[ref]: other.md\n")
-    assert broken_links(page, tmp_path) == ["docs/page.md: ../docs/gone.md#part",
-                                            "docs/page.md: missing.png", "docs/page.md: other.md"]
+    page.write_text(
+        "See [this](../docs/gone.md#part) and ![pic](missing.png).\n\n[ref]: other.md\n"
+    )
+    assert broken_links(page, tmp_path) == [
+        "docs/page.md: ../docs/gone.md#part",
+        "docs/page.md: missing.png",
+        "docs/page.md: other.md",
+    ]
 
 
 def test_path_check_fails_on_machine_paths(tmp_path):
@@ -195,8 +218,14 @@ def test_path_check_fails_on_machine_paths(tmp_path):
 
 def test_module_check_fails_on_an_unnamed_module(tmp_path):
     (tmp_path / "captioner" / "scenes").mkdir(parents=True)
-    for name in ("__init__.py", "__main__.py", "beam.py", "evaluate.py", "evaluate_photos.py",
-                 "scenes/__init__.py"):
+    for name in (
+        "__init__.py",
+        "__main__.py",
+        "beam.py",
+        "evaluate.py",
+        "evaluate_photos.py",
+        "scenes/__init__.py",
+    ):
         (tmp_path / "captioner" / name).write_text("")
     modules = package_modules(tmp_path)
     assert modules == ["beam", "evaluate", "evaluate_photos", "scenes"]

@@ -1,4 +1,5 @@
 """The feature cache: computed once, reused while the images match, a leading part served too."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,21 +14,30 @@ from captioner.scenes.shapes import shape_sources
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     root = tmp_path_factory.mktemp("feats")
-    generate_scenes(root, 5, seed=4, sources=shape_sources(), size=96, split_fractions="val",
-                    progress=False)
+    generate_scenes(
+        root, 5, seed=4, sources=shape_sources(), size=96, split_fractions="val", progress=False
+    )
     return split_records(load_karpathy(root / "captions.json"), "val")
 
 
 def test_a_cache_is_reused_whole_or_in_part_and_rebuilt_when_the_images_differ(
-        tiny_model, records, tmp_path, monkeypatch):
+    tiny_model, records, tmp_path, monkeypatch
+):
     full, meta = cache_features(tiny_model.encoder, records, tmp_path, "val", batch_size=2)
-    assert full.shape == (5, 196, 1280) and full.dtype == np.float16 and meta["ids"] == [r.id for r in records]
+    assert (
+        full.shape == (5, 196, 1280)
+        and full.dtype == np.float16
+        and meta["ids"] == [r.id for r in records]
+    )
     assert np.abs(full.astype(np.float32)).sum(axis=(1, 2)).min() > 0  # every image encoded
 
     calls = []
     real_forward = type(tiny_model.encoder).forward
-    monkeypatch.setattr(type(tiny_model.encoder), "forward",
-                        lambda self, x: calls.append(len(x)) or real_forward(self, x))
+    monkeypatch.setattr(
+        type(tiny_model.encoder),
+        "forward",
+        lambda self, x: calls.append(len(x)) or real_forward(self, x),
+    )
     again, _ = cache_features(tiny_model.encoder, records, tmp_path, "val")
     first3, meta3 = cache_features(tiny_model.encoder, records[:3], tmp_path, "val")
     assert calls == []  # both served from the file, nothing encoded

@@ -4,6 +4,7 @@ the right place of the upsampled map and of the frames, and classifier words are
 A grid flattened transposed (rows and columns swapped) leaves every caption and score unchanged;
 only tests like these see it.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -41,7 +42,9 @@ def test_the_real_encoder_sees_a_bright_patch_top_right_in_the_top_right_cells()
     canvas = np.full((448, 448, 3), 40, np.uint8)
     canvas[32:128, 320:416] = (250, 240, 40)  # top right, rows 1-3, columns 10-12 of the grid
     with torch.no_grad():
-        plain = encoder(encoder.preprocess([Image.fromarray(np.full_like(canvas, 40))]))[0]  # (196, C)
+        plain = encoder(encoder.preprocess([Image.fromarray(np.full_like(canvas, 40))]))[
+            0
+        ]  # (196, C)
         feats = encoder(encoder.preprocess([Image.fromarray(canvas)]))[0]  # (196, C)
     change = (feats - plain).norm(dim=1).view(GRID, GRID)  # (14, 14): how much each cell moved
     row, col = divmod(int(change.argmax()), GRID)
@@ -55,7 +58,9 @@ def test_upsampled_maps_and_frames_put_the_heat_where_the_cell_is_on_a_wide_pict
     assert heat.shape == (140, 280)
     y, x = np.unravel_index(int(heat.argmax()), heat.shape)
     assert 0 <= y < 140 * 3 / 14 and 280 * 11 / 14 <= x < 280, (y, x)
-    frame = attention_frames(Image.new("RGB", (280, 140), (128, 128, 128)), ["it"], alpha[None], size=None)[0]
+    frame = attention_frames(
+        Image.new("RGB", (280, 140), (128, 128, 128)), ["it"], alpha[None], size=None
+    )[0]
     pixels = np.asarray(frame, np.float32)
     gray = np.abs(pixels - 128).sum(axis=2)[:100]  # above the label band
     y, x = np.unravel_index(int(gray.argmax()), gray.shape)
@@ -71,9 +76,17 @@ def test_pointing_tells_boxes_apart_vertically_and_horizontally():
     alpha_left = np.zeros((GRID, GRID), np.float32)
     alpha_left[7, 0] = 1.0
     words = ["owl", "cat", "dog"]
-    right = GroundingSample(words, np.stack([alpha_top, alpha_top[::-1].copy(), alpha_left]), (448, 448),
-                            [top, bottom, left])
-    wrong = GroundingSample(words, np.stack([alpha_top[::-1].copy(), alpha_top, alpha_left.T.copy()]),
-                            (448, 448), [top, bottom, left])
+    right = GroundingSample(
+        words,
+        np.stack([alpha_top, alpha_top[::-1].copy(), alpha_left]),
+        (448, 448),
+        [top, bottom, left],
+    )
+    wrong = GroundingSample(
+        words,
+        np.stack([alpha_top[::-1].copy(), alpha_top, alpha_left.T.copy()]),
+        (448, 448),
+        [top, bottom, left],
+    )
     assert pointing_accuracy([right])["pointing_accuracy"] == 1.0
     assert pointing_accuracy([wrong])["pointing_accuracy"] == 0.0

@@ -1,4 +1,5 @@
 """Attention supervision from object boxes (`train --alpha-box`): targets, alignment, loss."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,10 @@ def test_box_coverage_is_the_share_of_each_cell_inside_the_box():
 
 
 def test_a_word_naming_two_objects_targets_both_boxes():
-    objects = [{"box": [0, 0, 10, 10], "mentions": [[0, 1], [1, 2]]},
-               {"box": [130, 60, 140, 70], "mentions": [[0, 1]]}]
+    objects = [
+        {"box": [0, 0, 10, 10], "mentions": [[0, 1], [1, 2]]},
+        {"box": [130, 60, 140, 70], "mentions": [[0, 1]]},
+    ]
     targets = mention_targets(objects, (140, 70), n_captions=2, grid=14)
     first = targets[0][1].reshape(14, 14)
     assert first[0, 0] == 1 and first[13, 13] == 1 and first.sum() == pytest.approx(2 + 2)
@@ -33,11 +36,19 @@ def test_a_word_naming_two_objects_targets_both_boxes():
 
 def test_batches_put_each_box_at_the_step_that_predicts_its_word(tmp_path):
     from PIL import Image
+
     path = tmp_path / "scene.png"
     Image.new("RGB", (140, 140)).save(path)
     captions = [["a", "red", "tree"], ["two", "trees"]]
-    objects = [{"name": "tree", "head": "tree", "words": ["tree", "trees"], "box": [0, 0, 70, 70],
-                "mentions": [[0, 2], [1, 1]]}]
+    objects = [
+        {
+            "name": "tree",
+            "head": "tree",
+            "words": ["tree", "trees"],
+            "box": [0, 0, 70, 70],
+            "mentions": [[0, 2], [1, 1]],
+        }
+    ]
     record = ImageRecord(id=0, path=path, split="train", captions=captions, objects=objects)
     vocab = Vocabulary.build(captions)
     batches = CaptionBatches([record], vocab, max_len=10, batch_size=2, seed=0, grid=14)
@@ -67,8 +78,11 @@ def test_box_loss_is_low_when_attention_is_inside_the_box():
 
 def test_training_on_the_box_loss_moves_attention_into_the_box():
     torch.manual_seed(0)
-    dec = Decoder(DecoderConfig(vocab_size=12, encoder_dim=8, embed_dim=8, attention_dim=8,
-                                decoder_dim=16, dropout=0.0))
+    dec = Decoder(
+        DecoderConfig(
+            vocab_size=12, encoder_dim=8, embed_dim=8, attention_dim=8, decoder_dim=16, dropout=0.0
+        )
+    )
     features = torch.randn(4, 16, 8)  # (B, P, E): a 4x4 grid
     captions = torch.tensor([[1, 5, 6, 2, 0]] * 4)  # <start> w w <end> <pad>
     targets = torch.zeros(4, 4, 16)  # (B, T, P): the word at step 1 names the top-left cell
@@ -83,7 +97,9 @@ def test_training_on_the_box_loss_moves_attention_into_the_box():
     opt = torch.optim.Adam(dec.parameters(), lr=1e-2)
     for _ in range(100):
         logits, alphas = dec(features, captions)
-        loss = caption_loss(logits, captions, alphas, alpha_c=0.0, box_targets=targets, alpha_box=1.0)
+        loss = caption_loss(
+            logits, captions, alphas, alpha_c=0.0, box_targets=targets, alpha_box=1.0
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()

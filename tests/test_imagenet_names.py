@@ -1,4 +1,5 @@
 """The hand-curated ImageNet-1k naming table: order, shape and a few spot checks."""
+
 from __future__ import annotations
 
 import csv
@@ -45,6 +46,7 @@ def test_thousand_rows_in_order(rows):
 
 def test_categories_match_torchvision(rows):
     import torchvision
+
     categories = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
     assert len(categories) == 1000
     assert [r["category"] for r in rows] == list(categories)
@@ -79,21 +81,24 @@ def test_dog_breeds_are_dogs(by_index):
     assert by_index[269]["name"] != "dog"  # timber wolf
 
 
-@pytest.mark.parametrize("index,category,name", [
-    (281, "tabby", "cat"),
-    (285, "Egyptian cat", "cat"),
-    (967, "espresso", "cup of coffee"),
-    (33, "loggerhead", "turtle"),
-    (970, "alp", "mountain"),
-    (665, "moped", "scooter"),
-    (2, "great white shark", "shark"),
-    (22, "bald eagle", "eagle"),
-    (7, "cock", "rooster"),
-    (817, "sports car", "car"),
-    (671, "mountain bike", "bicycle"),
-    (948, "Granny Smith", "apple"),
-    (983, "scuba diver", "diver"),
-])
+@pytest.mark.parametrize(
+    "index,category,name",
+    [
+        (281, "tabby", "cat"),
+        (285, "Egyptian cat", "cat"),
+        (967, "espresso", "cup of coffee"),
+        (33, "loggerhead", "turtle"),
+        (970, "alp", "mountain"),
+        (665, "moped", "scooter"),
+        (2, "great white shark", "shark"),
+        (22, "bald eagle", "eagle"),
+        (7, "cock", "rooster"),
+        (817, "sports car", "car"),
+        (671, "mountain bike", "bicycle"),
+        (948, "Granny Smith", "apple"),
+        (983, "scuba diver", "diver"),
+    ],
+)
 def test_spot_checks(by_index, index, category, name):
     row = by_index[index]
     assert row["category"] == category
@@ -114,31 +119,38 @@ def test_group_well_formed(rows):
     for r in rows:
         where = f"row {r['index']} ({r['category']})"
         assert r["group"], f"{where}: empty group"
-        assert r["group"] == r["group"].strip().lower(), f"{where}: group {r['group']!r} not lowercase"
+        assert r["group"] == r["group"].strip().lower(), (
+            f"{where}: group {r['group']!r} not lowercase"
+        )
 
 
 def test_same_name_same_group(rows):
     seen: dict[str, str] = {}
     for r in rows:
-        assert seen.setdefault(r["name"], r["group"]) == r["group"], f"inconsistent group for {r['name']!r}"
+        assert seen.setdefault(r["name"], r["group"]) == r["group"], (
+            f"inconsistent group for {r['name']!r}"
+        )
 
 
-@pytest.mark.parametrize("index,category,group", [
-    (1, "goldfish", "fish"),
-    (0, "tench", "fish"),
-    (2, "great white shark", "fish"),
-    (22, "bald eagle", "bird"),
-    (99, "goose", "bird"),
-    (7, "cock", "bird"),
-    (281, "tabby", "cat"),
-    (207, "golden retriever", "dog"),
-    (948, "Granny Smith", "fruit"),
-    (949, "strawberry", "fruit"),
-    (937, "broccoli", "vegetable"),
-    (402, "acoustic guitar", "instrument"),
-    (497, "church", "building"),
-    (805, "soccer ball", "ball"),
-])
+@pytest.mark.parametrize(
+    "index,category,group",
+    [
+        (1, "goldfish", "fish"),
+        (0, "tench", "fish"),
+        (2, "great white shark", "fish"),
+        (22, "bald eagle", "bird"),
+        (99, "goose", "bird"),
+        (7, "cock", "bird"),
+        (281, "tabby", "cat"),
+        (207, "golden retriever", "dog"),
+        (948, "Granny Smith", "fruit"),
+        (949, "strawberry", "fruit"),
+        (937, "broccoli", "vegetable"),
+        (402, "acoustic guitar", "instrument"),
+        (497, "church", "building"),
+        (805, "soccer ball", "ball"),
+    ],
+)
 def test_group_spot_checks(by_index, index, category, group):
     row = by_index[index]
     assert row["category"] == category

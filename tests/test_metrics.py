@@ -1,4 +1,5 @@
 """Caption metrics, grounding measures and the evaluate command on a tiny data set made here."""
+
 from __future__ import annotations
 
 import json
@@ -13,17 +14,27 @@ from PIL import Image
 
 from captioner.data.karpathy import ImageRecord, load_karpathy, split_records
 from captioner.evaluate import evaluate_captions, get_args_parser, main
-from captioner.metrics import (GroundingSample, bleu4, caption_scores, meteor_score,
-                               object_mentions, pointing_accuracy, ptb_tokenize)
+from captioner.metrics import (
+    GroundingSample,
+    bleu4,
+    caption_scores,
+    meteor_score,
+    object_mentions,
+    pointing_accuracy,
+    ptb_tokenize,
+)
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="java not installed")
 
-REFS = {1: ["a red circle left of a green square", "a red circle and a green square"],
-        2: ["two blue stars on a white background", "a pair of blue stars"],
-        3: ["a yellow star above a black circle", "a black circle under a yellow star"]}
+REFS = {
+    1: ["a red circle left of a green square", "a red circle and a green square"],
+    2: ["two blue stars on a white background", "a pair of blue stars"],
+    3: ["a yellow star above a black circle", "a black circle under a yellow star"],
+}
 
 
 # --- text metrics ------------------------------------------------------------------------------
+
 
 def test_identical_captions_score_perfect_bleu_and_positive_cider():
     hyps = {i: refs[0] for i, refs in REFS.items()}
@@ -59,13 +70,19 @@ def test_missing_references_are_an_error():
         caption_scores({}, {}, meteor=False)
 
 
-@pytest.mark.parametrize("raw, tokens", [
-    ("A man's hat is on the table.", "a man 's hat is on the table"),
-    ("Two dogs don't play; they're sleeping!", "two dogs do n't play they 're sleeping"),
-    ('He said "hello" -- and left', "he said hello and left"),
-    ("A T-shirt (red), 3.5 inches at 5:30 p.m.", "a t-shirt -lrb- red -rrb- 3.5 inches at 5:30 p.m."),
-    ("The players' uniforms are red ...", "the players uniforms are red"),
-])
+@pytest.mark.parametrize(
+    "raw, tokens",
+    [
+        ("A man's hat is on the table.", "a man 's hat is on the table"),
+        ("Two dogs don't play; they're sleeping!", "two dogs do n't play they 're sleeping"),
+        ('He said "hello" -- and left', "he said hello and left"),
+        (
+            "A T-shirt (red), 3.5 inches at 5:30 p.m.",
+            "a t-shirt -lrb- red -rrb- 3.5 inches at 5:30 p.m.",
+        ),
+        ("The players' uniforms are red ...", "the players uniforms are red"),
+    ],
+)
 def test_ptb_tokenize(raw, tokens):
     assert ptb_tokenize(raw) == tokens
     assert ptb_tokenize(tokens) == tokens  # idempotent: tokenised text may come in again
@@ -75,11 +92,18 @@ def test_ptb_tokenize(raw, tokens):
 def test_ptb_tokenize_matches_stanford_ptbtokenizer():
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-    sentences = ["A black dog is running through the grass .", "Kids' toys and/or games & #1 $5",
-                 "Two young girls are playing in the sand , one is wearing a pink swimsuit .",
-                 "A sign that reads \"no parking - tow away zone\"", "I'm gonna; we'd cannot",
-                 "A baby (about 1 year old) crawls...", "Hello!!! What??", "can't won't 1,000 birds",
-                 "A woman -- wearing a hat - walks.", "'quoted' words `like` this, St. Mary's"]
+    sentences = [
+        "A black dog is running through the grass .",
+        "Kids' toys and/or games & #1 $5",
+        "Two young girls are playing in the sand , one is wearing a pink swimsuit .",
+        'A sign that reads "no parking - tow away zone"',
+        "I'm gonna; we'd cannot",
+        "A baby (about 1 year old) crawls...",
+        "Hello!!! What??",
+        "can't won't 1,000 birds",
+        "A woman -- wearing a hat - walks.",
+        "'quoted' words `like` this, St. Mary's",
+    ]
     java = PTBTokenizer().tokenize({i: [{"caption": s}] for i, s in enumerate(sentences)})
     assert [ptb_tokenize(s) for s in sentences] == [java[i][0] for i in range(len(sentences))]
 
@@ -126,9 +150,18 @@ def test_meteor_gives_up_on_time_instead_of_hanging():
 # --- grounding ---------------------------------------------------------------------------------
 
 W, H = 280, 140  # 20 x 10 pixels per attention cell
-LEFT = {"name": "red circle", "head": "circle", "words": ["circle", "circles"], "box": [0, 0, 70, 140]}
-RIGHT = {"name": "green square", "head": "square", "words": ["square", "squares"],
-         "box": [210, 0, 280, 140]}
+LEFT = {
+    "name": "red circle",
+    "head": "circle",
+    "words": ["circle", "circles"],
+    "box": [0, 0, 70, 140],
+}
+RIGHT = {
+    "name": "green square",
+    "head": "square",
+    "words": ["square", "squares"],
+    "box": [210, 0, 280, 140],
+}
 
 
 def peak_at(row: int, col: int) -> np.ndarray:
@@ -148,8 +181,9 @@ def test_pointing_counts_a_peak_inside_the_box_and_not_one_outside():
     assert inside["counts"] == {"object_words": 1, "pointed_words": 1, "pointing_hits": 1}
     outside = pointing_accuracy([sample(["a", "circle"], [0, 12])])  # looks at the square
     assert outside["pointing_accuracy"] == 0.0
-    both = pointing_accuracy([sample(["circle", "square"], [1, 12]),
-                              sample(["circle", "square"], [12, 12])])
+    both = pointing_accuracy(
+        [sample(["circle", "square"], [1, 12]), sample(["circle", "square"], [12, 12])]
+    )
     assert both["pointing_accuracy"] == pytest.approx(3 / 4)
 
 
@@ -164,7 +198,9 @@ def test_pointing_chance_is_the_box_area_share():
 
 def test_pointing_skips_words_of_absent_objects():
     star = {"name": "star", "head": "star", "words": ["star", "stars"], "box": [0, 0, 10, 10]}
-    result = pointing_accuracy([sample(["star", "circle"], [1, 1]), sample(["star"], [1], objects=(star,))])
+    result = pointing_accuracy(
+        [sample(["star", "circle"], [1, 1]), sample(["star"], [1], objects=(star,))]
+    )
     assert result["counts"] == {"object_words": 3, "pointed_words": 2, "pointing_hits": 1}
     result = pointing_accuracy([sample(["star", "circle"], [1, 1])], vocabulary={"star", "circle"})
     assert result["counts"] == {"object_words": 2, "pointed_words": 1, "pointing_hits": 1}
@@ -177,24 +213,41 @@ def test_object_precision_and_recall():
         # names the circle twice and a star that is not there; misses the square
         GroundingSample("a circle and a star and a circle".split(), None, None, [LEFT, RIGHT]),
         # two circles (one head word) and the square, all named
-        GroundingSample("two circles and a square".split(), None, None,
-                        [LEFT, {**LEFT, "box": [0, 0, 5, 5]}, RIGHT]),
+        GroundingSample(
+            "two circles and a square".split(),
+            None,
+            None,
+            [LEFT, {**LEFT, "box": [0, 0, 5, 5]}, RIGHT],
+        ),
     ]
     result = object_mentions(samples, vocab)
-    assert result["counts"] == {"object_words": 5, "object_words_correct": 4,
-                                "objects": 4, "objects_mentioned": 3}
+    assert result["counts"] == {
+        "object_words": 5,
+        "object_words_correct": 4,
+        "objects": 4,
+        "objects_mentioned": 3,
+    }
     assert result["object_precision"] == pytest.approx(4 / 5)
     assert result["object_recall"] == pytest.approx(3 / 4)
 
 
 # --- evaluate ----------------------------------------------------------------------------------
 
+
 def test_evaluate_captions_on_precomputed_features(tiny_model):
-    records = [ImageRecord(id=k, path=Path(f"{k}.png"), split="test", captions=[],
-                           references=REFS[k]) for k in REFS]
+    records = [
+        ImageRecord(id=k, path=Path(f"{k}.png"), split="test", captions=[], references=REFS[k])
+        for k in REFS
+    ]
     features = torch.rand(3, 196, 1280).half()  # (B, 196, C) as cached: fp16
-    result = evaluate_captions(tiny_model, [([1, 2], features[:2]), ([3], features[2:])], records,
-                               beam_size=2, max_len=5, meteor=False)
+    result = evaluate_captions(
+        tiny_model,
+        [([1, 2], features[:2]), ([3], features[2:])],
+        records,
+        beam_size=2,
+        max_len=5,
+        meteor=False,
+    )
     assert result["n_images"] == 3 and len(result["captions"]) == 3
     assert 0.0 <= result["BLEU-4"] <= 1.0
     assert result["pointing_accuracy"] is None and result["object_recall"] is None
@@ -205,28 +258,69 @@ def make_dataset(root) -> str:
     images = root / "images"
     images.mkdir()
     red, green = (214, 36, 36), (40, 160, 60)
-    scenes = [("a red circle left of a green square", [("red circle", "circle", red, (8, 20, 40, 52)),
-                                                       ("green square", "square", green, (60, 16, 92, 48))]),
-              ("a green square", [("green square", "square", green, (30, 20, 70, 60))]),
-              ("two red circles", [("red circle", "circle", red, (4, 4, 30, 30)),
-                                   ("red circle", "circle", red, (60, 40, 90, 70))])]
+    scenes = [
+        (
+            "a red circle left of a green square",
+            [
+                ("red circle", "circle", red, (8, 20, 40, 52)),
+                ("green square", "square", green, (60, 16, 92, 48)),
+            ],
+        ),
+        ("a green square", [("green square", "square", green, (30, 20, 70, 60))]),
+        (
+            "two red circles",
+            [
+                ("red circle", "circle", red, (4, 4, 30, 30)),
+                ("red circle", "circle", red, (60, 40, 90, 70)),
+            ],
+        ),
+    ]
     entries = []
     for k, (text, objs) in enumerate(scenes):
         im = Image.new("RGB", (96, 80), (255, 255, 255))
         objects = []
         for name, head, colour, box in objs:
             im.paste(colour, box)
-            objects.append({"name": name, "head": head, "words": [head, head + "s"], "box": list(box),
-                            "mentions": 1})
+            objects.append(
+                {
+                    "name": name,
+                    "head": head,
+                    "words": [head, head + "s"],
+                    "box": list(box),
+                    "mentions": 1,
+                }
+            )
         im.save(images / f"scene{k}.png")
-        entries.append({"filename": f"scene{k}.png", "imgid": k, "split": "test", "objects": objects,
-                        "sentences": [{"raw": text.capitalize() + ".", "tokens": text.split()}]})
+        entries.append(
+            {
+                "filename": f"scene{k}.png",
+                "imgid": k,
+                "split": "test",
+                "objects": objects,
+                "sentences": [{"raw": text.capitalize() + ".", "tokens": text.split()}],
+            }
+        )
     (images / "broken.png").write_bytes(b"not a png")
-    entries.append({"filename": "broken.png", "imgid": 3, "split": "test", "objects": [],
-                    "sentences": [{"raw": "nothing", "tokens": ["nothing"]}]})
-    entries.append({"filename": "train0.png", "imgid": 4, "split": "train", "objects": [
-        {"name": "star", "head": "star", "words": ["star", "stars"], "box": [0, 0, 4, 4]}],
-        "sentences": [{"raw": "a star", "tokens": ["a", "star"]}]})
+    entries.append(
+        {
+            "filename": "broken.png",
+            "imgid": 3,
+            "split": "test",
+            "objects": [],
+            "sentences": [{"raw": "nothing", "tokens": ["nothing"]}],
+        }
+    )
+    entries.append(
+        {
+            "filename": "train0.png",
+            "imgid": 4,
+            "split": "train",
+            "objects": [
+                {"name": "star", "head": "star", "words": ["star", "stars"], "box": [0, 0, 4, 4]}
+            ],
+            "sentences": [{"raw": "a star", "tokens": ["a", "star"]}],
+        }
+    )
     path = root / "captions.json"
     path.write_text(json.dumps({"images": entries}))
     return str(path)
@@ -246,16 +340,46 @@ def test_karpathy_loader_resolves_paths(tmp_path):
 def test_evaluate_cli_end_to_end(tmp_path, tiny_checkpoint, capsys):
     data = make_dataset(tmp_path)
     out = tmp_path / "out" / "captions.json"
-    args = get_args_parser().parse_args(["--checkpoint", tiny_checkpoint, "--data", data, "--json",
-                                         "--beam-size", "2", "--batch-size", "2", "--max-len", "6",
-                                         "--no-meteor", "--out", str(out)])
+    args = get_args_parser().parse_args(
+        [
+            "--checkpoint",
+            tiny_checkpoint,
+            "--data",
+            data,
+            "--json",
+            "--beam-size",
+            "2",
+            "--batch-size",
+            "2",
+            "--max-len",
+            "6",
+            "--no-meteor",
+            "--out",
+            str(out),
+        ]
+    )
     assert main(args) == 3  # 1 of 4 images unreadable: more than 1%; the scores are of the rest
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     assert "broken.png" in captured.err and "1 of the 4 images of split 'test'" in captured.err
-    for key in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr",
-                "pointing_accuracy", "pointing_chance", "object_precision", "object_recall",
-                "counts", "n_images", "beam_size", "seconds", "missing"):
+    for key in (
+        "BLEU-1",
+        "BLEU-2",
+        "BLEU-3",
+        "BLEU-4",
+        "METEOR",
+        "ROUGE-L",
+        "CIDEr",
+        "pointing_accuracy",
+        "pointing_chance",
+        "object_precision",
+        "object_recall",
+        "counts",
+        "n_images",
+        "beam_size",
+        "seconds",
+        "missing",
+    ):
         assert key in result, key
     assert result["n_images"] == 3 and result["beam_size"] == 2 and result["seconds"] > 0
     assert result["counts"]["skipped"] == 1 and result["counts"]["objects"] == 4
@@ -271,15 +395,28 @@ def test_evaluate_cli_end_to_end(tmp_path, tiny_checkpoint, capsys):
 
     assert result["no_repeat_ngram"] == 0 and written["no_repeat_ngram"] == 0  # the model's own
 
-    args = get_args_parser().parse_args(["--checkpoint", tiny_checkpoint, "--data", data,
-                                         "--max-images", "1", "--no-meteor", "--beam-size", "1",
-                                         "--no-repeat-ngram", "2"])
+    args = get_args_parser().parse_args(
+        [
+            "--checkpoint",
+            tiny_checkpoint,
+            "--data",
+            data,
+            "--max-images",
+            "1",
+            "--no-meteor",
+            "--beam-size",
+            "1",
+            "--no-repeat-ngram",
+            "2",
+        ]
+    )
     assert main(args) == 0
     table = capsys.readouterr().out
     assert "BLEU-4" in table and "object recall" in table and "no repeated 2-grams" in table
     with pytest.raises(SystemExit) as bad:  # refused as it is parsed, by the library's own check
-        get_args_parser().parse_args(["--checkpoint", tiny_checkpoint, "--data", data,
-                                      "--no-repeat-ngram", "-1"])
+        get_args_parser().parse_args(
+            ["--checkpoint", tiny_checkpoint, "--data", data, "--no-repeat-ngram", "-1"]
+        )
     err = capsys.readouterr().err
     assert bad.value.code == 2 and "--no-repeat-ngram" in err and "must not be negative" in err
 

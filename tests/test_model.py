@@ -1,10 +1,10 @@
 """Encoders, decoder and the beam search: shapes, the loss, and search invariants."""
+
 from __future__ import annotations
 
 import itertools
 import urllib.error
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -40,7 +40,9 @@ def test_fine_tune_unfreezes_only_last_stages():
     enc = Encoder("resnet50", pretrained=False, fine_tune=True)
     trainable = {n.split(".")[1] for n, p in enc.named_parameters() if p.requires_grad}
     assert trainable == {"5", "6", "7"}  # layer2..layer4 of the Sequential
-    assert enc.fine_tuned_state_dict() and all(k.split(".")[1] in "567" for k in enc.fine_tuned_state_dict())
+    assert enc.fine_tuned_state_dict() and all(
+        k.split(".")[1] in "567" for k in enc.fine_tuned_state_dict()
+    )
     enc.set_fine_tune(False)
     assert not any(p.requires_grad for p in enc.parameters()) and enc.fine_tuned_state_dict() == {}
 
@@ -79,8 +81,15 @@ def test_unknown_encoder():
 
 def make_decoder(vocab_size=9, seed=0, **kw):
     torch.manual_seed(seed)
-    cfg = DecoderConfig(vocab_size=vocab_size, encoder_dim=16, embed_dim=8, attention_dim=8,
-                        decoder_dim=12, dropout=0.0, **kw)
+    cfg = DecoderConfig(
+        vocab_size=vocab_size,
+        encoder_dim=16,
+        embed_dim=8,
+        attention_dim=8,
+        decoder_dim=12,
+        dropout=0.0,
+        **kw,
+    )
     return Decoder(cfg).eval()
 
 
@@ -88,7 +97,9 @@ def make_decoder(vocab_size=9, seed=0, **kw):
 def test_decoder_forward_and_loss_handle_variable_lengths(deep_output, coverage):
     dec = make_decoder(deep_output=deep_output, coverage=coverage)
     feats = torch.randn(3, 196, 16)
-    caps = torch.tensor([[1, 4, 5, 6, 2], [1, 4, 2, 0, 0], [1, 7, 8, 5, 2]])  # <start>.. <end> <pad>
+    caps = torch.tensor(
+        [[1, 4, 5, 6, 2], [1, 4, 2, 0, 0], [1, 7, 8, 5, 2]]
+    )  # <start>.. <end> <pad>
     logits, alphas = dec(feats, caps)
     assert logits.shape == (3, 4, 9) and alphas.shape == (3, 4, 196)
     real = (caps[:, 1:] != 0).float()  # steps that predict a word or <end>
@@ -147,12 +158,20 @@ def test_beam_one_equals_greedy(seed):
     feats = torch.randn(3, 196, 16)
     hyps = beam_search(dec, feats, start=1, end=2, beam_size=1, max_len=8)
     for i in range(3):
-        assert hyps[i].tokens == greedy(dec, feats[i:i + 1], 1, 2, 8)
+        assert hyps[i].tokens == greedy(dec, feats[i : i + 1], 1, 2, 8)
 
 
-@pytest.mark.parametrize("seed,deep_output,coverage", [(0, False, False), (1, False, False),
-                                                       (2, False, False), (3, True, False),
-                                                       (4, True, True), (5, False, True)])
+@pytest.mark.parametrize(
+    "seed,deep_output,coverage",
+    [
+        (0, False, False),
+        (1, False, False),
+        (2, False, False),
+        (3, True, False),
+        (4, True, True),
+        (5, False, True),
+    ],
+)
 def test_wide_beam_finds_the_exact_best_sequence(seed, deep_output, coverage):
     """With a beam wider than every level of the search tree, beam search is exhaustive.
 
@@ -162,12 +181,13 @@ def test_wide_beam_finds_the_exact_best_sequence(seed, deep_output, coverage):
     feats = torch.randn(1, 196, 16)
     with torch.no_grad():
         words = [w for w in range(vocab_size) if w != 1]  # all but <start>
-        candidates = [list(seq) for n in range(max_len) for seq in
-                      itertools.product(words, repeat=n)]
+        candidates = [
+            list(seq) for n in range(max_len) for seq in itertools.product(words, repeat=n)
+        ]
         # Sequences of max_len words without <end> are also possible answers.
         best = max(candidates, key=lambda s: sequence_log_prob(dec, feats, s, 2))
         best_lp = sequence_log_prob(dec, feats, best, 2)
-    hyp = beam_search(dec, feats, 1, 2, beam_size=vocab_size ** max_len, max_len=max_len)[0]
+    hyp = beam_search(dec, feats, 1, 2, beam_size=vocab_size**max_len, max_len=max_len)[0]
     if hyp.finished:
         assert hyp.tokens == best
         assert hyp.score == pytest.approx(best_lp, abs=1e-4)
@@ -176,7 +196,7 @@ def test_wide_beam_finds_the_exact_best_sequence(seed, deep_output, coverage):
 
 
 def repeats_an_ngram(tokens: list[int], n: int) -> bool:
-    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
     return len(grams) != len(set(grams))
 
 
@@ -188,16 +208,27 @@ def test_wide_beam_without_repeats_finds_the_best_sequence_that_has_none(seed, n
     feats = torch.randn(1, 196, 16)
     with torch.no_grad():
         words = [w for w in range(vocab_size) if w not in (1, 2)]
-        candidates = [list(seq) for length in range(max_len + 1)
-                      for seq in itertools.product(words, repeat=length)]
+        candidates = [
+            list(seq)
+            for length in range(max_len + 1)
+            for seq in itertools.product(words, repeat=length)
+        ]
         allowed = [s for s in candidates if not repeats_an_ngram(s, n)]
         assert len(allowed) < len(candidates)
         # <end> after at most max_len - 1 words; a max_len sequence may stop without it
         finished = [s for s in allowed if len(s) < max_len]
         best = max(finished, key=lambda s: sequence_log_prob(dec, feats, s, 2))
         best_lp = sequence_log_prob(dec, feats, best, 2)
-    hyp = beam_search(dec, feats, 1, 2, beam_size=vocab_size ** max_len, max_len=max_len,
-                      banned=(0,), no_repeat_ngram=n)[0]
+    hyp = beam_search(
+        dec,
+        feats,
+        1,
+        2,
+        beam_size=vocab_size**max_len,
+        max_len=max_len,
+        banned=(0,),
+        no_repeat_ngram=n,
+    )[0]
     assert not repeats_an_ngram(hyp.tokens, n)
     if hyp.finished:
         assert hyp.tokens == best
@@ -231,7 +262,7 @@ def test_returned_score_is_the_caption_log_prob_and_beats_greedy(coverage):
     for i, (g, h) in enumerate(zip(b1, b5)):
         if h.finished:
             with torch.no_grad():
-                lp = sequence_log_prob(dec, feats[i:i + 1], h.tokens, 2)
+                lp = sequence_log_prob(dec, feats[i : i + 1], h.tokens, 2)
             assert h.log_prob == pytest.approx(lp, abs=1e-4)
         if g.finished and h.finished:
             assert h.score >= g.score - 1e-5
@@ -275,8 +306,9 @@ def test_batched_search_equals_one_image_at_a_time(coverage, no_repeat):
     feats = torch.randn(6, 196, 16)
     together = beam_search(dec, feats, 1, 2, beam_size=3, max_len=9, no_repeat_ngram=no_repeat)
     for i in range(6):
-        alone = beam_search(dec, feats[i:i + 1], 1, 2, beam_size=3, max_len=9,
-                            no_repeat_ngram=no_repeat)[0]
+        alone = beam_search(
+            dec, feats[i : i + 1], 1, 2, beam_size=3, max_len=9, no_repeat_ngram=no_repeat
+        )[0]
         assert alone.tokens == together[i].tokens
         assert alone.score == pytest.approx(together[i].score, abs=1e-5)
 

@@ -1,13 +1,14 @@
 """Open-vocabulary object words: slots named by the encoder's ImageNet classifier."""
+
 import numpy as np
 import pytest
 import torch
 
 from captioner import Captioner
 from captioner.beam import beam_search
-from captioner.scenes.phrasing import Group, realise
 from captioner.evaluate_photos import names_object, repeated_pair
 from captioner.names import NameChoice, fill_slots, fix_articles, imagenet_names, name_slots
+from captioner.scenes.phrasing import Group, realise
 from captioner.vocab import SLOT, SLOT_PLURAL, SPECIALS, Vocabulary
 
 
@@ -34,9 +35,22 @@ def choice(name, p=0.9):
 
 def test_fill_slots_fixes_articles_takes_plurals_and_does_not_name_one_thing_twice(names):
     words = ["a", SLOT, "and", "two", SLOT_PLURAL, "next", "to", "a", SLOT]
-    options = [[choice("eagle"), choice("dog")], [choice("goose")], [choice("eagle"), choice("cat")]]
+    options = [
+        [choice("eagle"), choice("dog")],
+        [choice("goose")],
+        [choice("eagle"), choice("cat")],
+    ]
     assert fill_slots(words, options, names)[0] == [
-        "an", "eagle", "and", "two", "geese", "next", "to", "a", "cat"]
+        "an",
+        "eagle",
+        "and",
+        "two",
+        "geese",
+        "next",
+        "to",
+        "a",
+        "cat",
+    ]
     options = [[choice("cup of coffee")], [choice("goose")], [choice("cup"), choice("teapot")]]
     assert fill_slots(words, options, names)[0][-1] == "teapot"  # not "a cup of coffee ... a cup"
 
@@ -59,6 +73,7 @@ def test_a_second_slot_on_the_same_thing_is_left_out_where_the_sentence_allows(n
 
 def test_a_slot_is_named_from_where_the_attention_is(names):
     """Two cells hold different things; the name follows the cell the attention is on."""
+
     class Head:
         has_classifier = True
 
@@ -76,13 +91,14 @@ def test_a_slot_is_named_from_where_the_attention_is(names):
 
 
 def test_no_repeat_rule_lets_slots_repeat():
-    """"a <obj> and a <obj>" repeats the token pair "a <obj>"; it becomes two different names."""
+    """ "a <obj> and a <obj>" repeats the token pair "a <obj>"; it becomes two different names."""
     vocab = Vocabulary([*SPECIALS, "a", "and", SLOT])
     a, and_, slot, end = vocab.stoi["a"], vocab.stoi["and"], vocab.stoi[SLOT], vocab.end
     wanted = [a, slot, and_, a, slot, end]
 
     class Scripted(torch.nn.Module):
         """A decoder that prefers `wanted[t]` at step t (attention uniform)."""
+
         config = type("C", (), {"coverage": False})()
 
         def __init__(self):
@@ -104,8 +120,9 @@ def test_no_repeat_rule_lets_slots_repeat():
             return logits, h + 1, c, alpha
 
     features = torch.zeros(1, 4, 2)
-    free = beam_search(Scripted(), features, vocab.start, end, beam_size=2, no_repeat_ngram=2,
-                       repeat_exempt=[slot])[0]
+    free = beam_search(
+        Scripted(), features, vocab.start, end, beam_size=2, no_repeat_ngram=2, repeat_exempt=[slot]
+    )[0]
     assert free.tokens == wanted[:-1]
     banned = beam_search(Scripted(), features, vocab.start, end, beam_size=2, no_repeat_ngram=2)[0]
     assert banned.tokens[:5] != wanted[:5]  # without the exemption the rule forbids it
@@ -113,8 +130,9 @@ def test_no_repeat_rule_lets_slots_repeat():
 
 def test_a_caption_records_which_words_the_classifier_chose(names):
     vocab = Vocabulary([*SPECIALS, "a", SLOT])
-    model = Captioner.create("efficientnet-lite2", vocab, embed_dim=8, attention_dim=8,
-                             decoder_dim=8, max_len=1)
+    model = Captioner.create(
+        "efficientnet-lite2", vocab, embed_dim=8, attention_dim=8, decoder_dim=8, max_len=1
+    )
     with torch.no_grad():
         model.decoder.fc.bias[vocab.stoi[SLOT]] = 50.0  # the decoder says "an object here"
     rng = np.random.default_rng(0)
@@ -133,15 +151,18 @@ def test_a_caption_records_which_words_the_classifier_chose(names):
 
 def test_old_models_without_slots_caption_as_before():
     vocab = Vocabulary([*SPECIALS, "a", "cat"])
-    model = Captioner.create("efficientnet-lite2", vocab, embed_dim=8, attention_dim=8, decoder_dim=8)
+    model = Captioner.create(
+        "efficientnet-lite2", vocab, embed_dim=8, attention_dim=8, decoder_dim=8
+    )
     cap = model.caption(np.zeros((32, 32, 3), dtype=np.uint8))
     assert cap.sources == ["decoder"] * len(cap.words) and all(not n for n in cap.names)
 
 
 def test_adding_words_keeps_what_the_decoder_said_and_starts_slots_as_objects():
     vocab = Vocabulary([*SPECIALS, "a", "cat", "dog"])
-    model = Captioner.create("efficientnet-lite2", vocab, embed_dim=8, attention_dim=8,
-                             decoder_dim=8, dropout=0.0)
+    model = Captioner.create(
+        "efficientnet-lite2", vocab, embed_dim=8, attention_dim=8, decoder_dim=8, dropout=0.0
+    )
     model.decoder.eval()
     features = torch.randn(2, 196, 1280)
     captions = torch.tensor([[vocab.start, vocab.stoi["a"], vocab.stoi["cat"], vocab.end]] * 2)
@@ -149,7 +170,7 @@ def test_adding_words_keeps_what_the_decoder_said_and_starts_slots_as_objects():
     added = model.add_words(["a", SLOT, "snow"], like={SLOT: ["cat", "dog"]})
     assert added == [SLOT, "snow"] and model.vocab.itos[-2:] == [SLOT, "snow"]
     after, _ = model.decoder(features, captions)
-    assert torch.allclose(after[..., :len(vocab)], before, atol=1e-6)  # old words: same outputs
+    assert torch.allclose(after[..., : len(vocab)], before, atol=1e-6)  # old words: same outputs
     fc, emb = model.decoder.fc, model.decoder.embedding
     assert torch.allclose(fc.weight[len(vocab)], fc.weight[[5, 6]].mean(0))
     assert torch.allclose(emb.weight[len(vocab)], emb.weight[[5, 6]].mean(0))
@@ -179,11 +200,38 @@ def test_photo_scoring_matches_whole_names_in_either_number():
 
 def test_articles_follow_the_next_word_and_lists_keep_their_and(names):
     assert fix_articles(["an", "image", "of", "an", "rat", "and", "a", "otter"]) == [
-        "an", "image", "of", "a", "rat", "and", "an", "otter"]
+        "an",
+        "image",
+        "of",
+        "a",
+        "rat",
+        "and",
+        "an",
+        "otter",
+    ]
     words = ["a", SLOT, "a", SLOT, "and", "a", SLOT]
     options = [[choice("bird")], [choice("orange")], [choice("orange", 0.6), choice("lemon", 0.1)]]
-    assert fill_slots(words, options, names)[0] == ["a", "bird", "an", "orange", "and", "a", "lemon"]
-    words = ["a", "picture", "of", "a", SLOT, "a", "cello", "and", "a", SLOT]  # a decoder word in the list
+    assert fill_slots(words, options, names)[0] == [
+        "a",
+        "bird",
+        "an",
+        "orange",
+        "and",
+        "a",
+        "lemon",
+    ]
+    words = [
+        "a",
+        "picture",
+        "of",
+        "a",
+        SLOT,
+        "a",
+        "cello",
+        "and",
+        "a",
+        SLOT,
+    ]  # a decoder word in the list
     options = [[choice("ski")], [choice("ski", 0.6), choice("lemon", 0.1)]]
     assert fill_slots(words, options, names)[0][-3:] == ["and", "a", "lemon"]
     words = ["a", "picture", "of", "a", SLOT, "and", "a", SLOT]  # one thing before "and": drop

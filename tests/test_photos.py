@@ -1,4 +1,5 @@
 """Real-photo extraction: the .rcc and .edj readers and the curated list, without the packages."""
+
 from __future__ import annotations
 
 import io
@@ -11,12 +12,20 @@ from PIL import Image
 
 from captioner.scenes import photos as photos_mod
 from captioner.scenes import rcc as rcc_mod
-from captioner.scenes.photos import (PhotoInfo, PhotoList, Source, extract_photos, find_jpegs,
-                                   largest_embedded_jpeg, load_photo_list, output_name)
+from captioner.scenes.photos import (
+    PhotoInfo,
+    PhotoList,
+    Source,
+    extract_photos,
+    find_jpegs,
+    largest_embedded_jpeg,
+    load_photo_list,
+    output_name,
+)
 from captioner.scenes.rcc import RccArchive, RccError, read_rcc
 
-
 # -- a minimal Qt resource archive writer (the layout rcc -binary produces) ----------------------
+
 
 def make_rcc(files: dict[str, tuple[bytes, int]], version: int = 3) -> bytes:
     """An .rcc holding `files`: path -> (bytes, flags), flags 0 raw, 1 zlib, 4 zstd (left as is)."""
@@ -83,8 +92,10 @@ PAYLOAD_RAW = b"\x00\x01raw bytes\xff"
 
 @pytest.mark.parametrize("version", [1, 2, 3])
 def test_rcc_reads_zlib_and_raw_files_in_a_subfolder(tmp_path, version):
-    blob = make_rcc({"top.txt": (b"hello", 0), "sub/a.bin": (PAYLOAD_Z, 1),
-                     "sub/b.txt": (PAYLOAD_RAW, 0)}, version)
+    blob = make_rcc(
+        {"top.txt": (b"hello", 0), "sub/a.bin": (PAYLOAD_Z, 1), "sub/b.txt": (PAYLOAD_RAW, 0)},
+        version,
+    )
     path = tmp_path / "test.rcc"
     path.write_bytes(blob)
     got = dict(read_rcc(path))
@@ -104,9 +115,16 @@ def test_rcc_names_are_utf16():
     assert RccArchive(blob).paths() == ["caf\u00e9/\u00e9t\u00e9.txt"]
 
 
-@pytest.mark.parametrize("blob", [b"", b"qres", b"not an archive at all, just bytes" * 3,
-                                  b"qres" + struct.pack(">IIII", 9, 0, 0, 0) + b"\0" * 8,
-                                  b"qres" + struct.pack(">IIII", 3, 10_000, 10_000, 10_000) + b"\0" * 8])
+@pytest.mark.parametrize(
+    "blob",
+    [
+        b"",
+        b"qres",
+        b"not an archive at all, just bytes" * 3,
+        b"qres" + struct.pack(">IIII", 9, 0, 0, 0) + b"\0" * 8,
+        b"qres" + struct.pack(">IIII", 3, 10_000, 10_000, 10_000) + b"\0" * 8,
+    ],
+)
 def test_rcc_garbage_raises_a_clear_value_error(blob):
     with pytest.raises(ValueError) as info:
         RccArchive(blob, name="junk.rcc")
@@ -130,7 +148,7 @@ def test_rcc_damaged_data_and_tree_raise_value_error():
     blob = bytearray(make_rcc({"a.bin": (PAYLOAD_Z, 1)}))
     archive = RccArchive(bytes(blob))
     start = archive.data_offset + 4 + 4  # past the length and the uncompressed size
-    blob[start:start + 6] = b"garbag"
+    blob[start : start + 6] = b"garbag"
     with pytest.raises(ValueError, match="zlib"):
         dict(RccArchive(bytes(blob)).files())
     # a directory claiming more children than there are nodes
@@ -153,6 +171,7 @@ def test_rcc_zstd_without_a_module_is_skipped_with_a_message(monkeypatch):
 
 # -- JPEG streams inside .edj files ---------------------------------------------------------------
 
+
 def jpeg_bytes(size: tuple[int, int], colour=(200, 30, 30), exif_thumbnail: bool = False) -> bytes:
     buffer = io.BytesIO()
     image = Image.new("RGB", size, colour)
@@ -170,7 +189,14 @@ def jpeg_bytes(size: tuple[int, int], colour=(200, 30, 30), exif_thumbnail: bool
 
 def test_edj_keeps_the_larger_of_two_embedded_jpegs():
     small, large = jpeg_bytes((16, 8)), jpeg_bytes((64, 48), (20, 120, 220))
-    blob = b"EET\x1e\xe7" + b"\x00junk\xff" * 10 + small + b"\x12\x34" * 7 + large + b"\xff\xd8\xff tail"
+    blob = (
+        b"EET\x1e\xe7"
+        + b"\x00junk\xff" * 10
+        + small
+        + b"\x12\x34" * 7
+        + large
+        + b"\xff\xd8\xff tail"
+    )
     assert len(find_jpegs(blob)) == 2
     assert largest_embedded_jpeg(blob) == large
     with Image.open(io.BytesIO(largest_embedded_jpeg(blob))) as image:
@@ -186,8 +212,26 @@ def test_edj_scanner_skips_an_exif_thumbnail_inside_a_jpeg():
 
 # -- the curated list ----------------------------------------------------------------------------
 
-BASIC = {"fish", "bird", "dog", "cat", "tower", "building", "monument", "fruit", "tool", "planet",
-         "hand", "flower", "leaves", "seeds", "beans", "nuts", "insect", "vegetables"}
+BASIC = {
+    "fish",
+    "bird",
+    "dog",
+    "cat",
+    "tower",
+    "building",
+    "monument",
+    "fruit",
+    "tool",
+    "planet",
+    "hand",
+    "flower",
+    "leaves",
+    "seeds",
+    "beans",
+    "nuts",
+    "insect",
+    "vegetables",
+}
 
 
 def test_curated_photo_list_loads_and_every_record_is_complete():
@@ -210,7 +254,8 @@ def test_curated_photo_list_loads_and_every_record_is_complete():
     assert all(p.role == "object" for p in tests)
     # held out by source: no test photo's package contributes train objects
     assert {p.source for p in tests}.isdisjoint(
-        {p.source for p in photo_list.photos if p.split == "train" and p.role == "object"})
+        {p.source for p in photo_list.photos if p.split == "train" and p.role == "object"}
+    )
     # written file names never collide
     names = [output_name(p) for p in photo_list.photos]
     assert len(names) == len(set(names))
@@ -227,6 +272,7 @@ def test_curated_list_rejects_a_label_missing_from_its_names(tmp_path):
 
 
 # -- extraction ------------------------------------------------------------------------------------
+
 
 def test_extraction_with_no_package_installed_writes_an_empty_manifest(tmp_path, capsys):
     photo_list = load_photo_list()
@@ -259,10 +305,14 @@ def test_extraction_from_fake_packages(tmp_path, capsys):
     rgba.save(png, "PNG")
     gc = tmp_path / "gc"
     gc.mkdir()
-    (gc / "zoo.rcc").write_bytes(make_rcc({"gcompris/src/activities/zoo/cat.png": (png.getvalue(), 1)}))
+    (gc / "zoo.rcc").write_bytes(
+        make_rcc({"gcompris/src/activities/zoo/cat.png": (png.getvalue(), 1)})
+    )
     edj = tmp_path / "edj"
     edj.mkdir()
-    (edj / "Hill.edj").write_bytes(b"junk" + jpeg_bytes((80, 60)) + b"more" + jpeg_bytes((1600, 1200)) + b"end")
+    (edj / "Hill.edj").write_bytes(
+        b"junk" + jpeg_bytes((80, 60)) + b"more" + jpeg_bytes((1600, 1200)) + b"end"
+    )
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
@@ -271,15 +321,44 @@ def test_extraction_from_fake_packages(tmp_path, capsys):
         "edj": Source("edj", "edj", str(edj), "apt-get install edj", "x"),
         "plain": Source("plain", "file", str(plain), "apt-get install plain", "x"),
     }
-    photo_list = PhotoList(sources, [
-        PhotoInfo("gc", "zoo.rcc", "cat", ("cat",), "object", "test", "CC0-1.0",
-                  member="gcompris/src/activities/zoo/cat.png"),
-        PhotoInfo("gc", "zoo.rcc", "dog", ("dog",), "object", "test", "CC0-1.0",
-                  member="gcompris/src/activities/zoo/dog.png"),
-        PhotoInfo("edj", "Hill.edj", "hill", ("hill",), "scene", "train", "BSD-2-clause",
-                  places=("on a hill",)),
-        PhotoInfo("plain", "broken.jpg", "rock", ("rock",), "object", "train", "GPL-2.0-or-later"),
-    ])
+    photo_list = PhotoList(
+        sources,
+        [
+            PhotoInfo(
+                "gc",
+                "zoo.rcc",
+                "cat",
+                ("cat",),
+                "object",
+                "test",
+                "CC0-1.0",
+                member="gcompris/src/activities/zoo/cat.png",
+            ),
+            PhotoInfo(
+                "gc",
+                "zoo.rcc",
+                "dog",
+                ("dog",),
+                "object",
+                "test",
+                "CC0-1.0",
+                member="gcompris/src/activities/zoo/dog.png",
+            ),
+            PhotoInfo(
+                "edj",
+                "Hill.edj",
+                "hill",
+                ("hill",),
+                "scene",
+                "train",
+                "BSD-2-clause",
+                places=("on a hill",),
+            ),
+            PhotoInfo(
+                "plain", "broken.jpg", "rock", ("rock",), "object", "train", "GPL-2.0-or-later"
+            ),
+        ],
+    )
     records, reports = extract_photos(tmp_path / "out", photo_list, node_modules=[])
     printed = capsys.readouterr().out
     assert [r["label"] for r in records] == ["cat", "hill"]

@@ -3,6 +3,7 @@
 Every file of `tests.corpus` either captions correctly (RGB, upright, right pixels) or is refused
 with one `ImageError` sentence naming the file; nothing crashes, hangs or eats memory.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,8 +43,10 @@ def one_thread():
 @contextlib.contextmanager
 def deadline(seconds: float):
     """Fail instead of hanging (checked between Python bytecodes; the CLI test is the hard limit)."""
+
     def expired(*_):
         raise TimeoutError(f"took longer than {seconds} s")
+
     old = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -90,14 +93,19 @@ def test_good_files_load_upright_rgb_with_the_right_pixels(corpus):
     failures = []
     with deadline(30):
         for case in good(corpus):
-            for label, source in (("path", case.path), ("bytes", case.path.read_bytes()),
-                                  ("str", str(case.path))):
+            for label, source in (
+                ("path", case.path),
+                ("bytes", case.path.read_bytes()),
+                ("str", str(case.path)),
+            ):
                 try:
                     im = load_image(source)
                 except ImageError as e:
                     failures.append(f"{case.name} ({case.why}) from {label}: refused: {e}")
                     continue
-                failures += [f"{case.name} ({case.why}) from {label}: {p}" for p in looks_right(case, im)]
+                failures += [
+                    f"{case.name} ({case.why}) from {label}: {p}" for p in looks_right(case, im)
+                ]
             # The CLI and the app hand the loaded image to caption(), which loads it again: a
             # second pass must not rotate or convert anything twice.
             once = load_image(case.path)
@@ -105,7 +113,9 @@ def test_good_files_load_upright_rgb_with_the_right_pixels(corpus):
             if once.size != twice.size or not np.array_equal(np.asarray(once), np.asarray(twice)):
                 failures.append(f"{case.name}: loading the loaded image again changes it")
             with Image.open(case.path) as opened:  # an open PIL image, as Gradio may pass
-                failures += [f"{case.name} as PIL: {p}" for p in looks_right(case, load_image(opened))]
+                failures += [
+                    f"{case.name} as PIL: {p}" for p in looks_right(case, load_image(opened))
+                ]
     assert not failures, "\n".join(failures)
 
 
@@ -135,7 +145,9 @@ def test_bad_files_are_refused_with_one_clear_sentence(corpus):
                 continue
             if not re.search(case.error, message):
                 failures.append(f"{case.name}: message {message!r} does not match {case.error!r}")
-            failures += [f"{case.name}: message {message!r} {p}" for p in clear_sentence(message, case.name)]
+            failures += [
+                f"{case.name}: message {message!r} {p}" for p in clear_sentence(message, case.name)
+            ]
             if case.path.is_file() and case.path.stat().st_size:  # the same bytes, uploaded
                 with pytest.raises(ImageError, match=case.error):
                     load_image(case.path.read_bytes())
@@ -160,10 +172,16 @@ def test_bombs_are_refused_without_decoding_them(corpus):
         "    except ImageError as e:\n"
         "        out[path] = str(e)\n"
         "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print(json.dumps({'growth_kb': after - before, 'results': out}))\n")
+        "print(json.dumps({'growth_kb': after - before, 'results': out}))\n"
+    )
     warm = next(c for c in corpus if c.name == "rgba.png").path
-    r = subprocess.run([sys.executable, "-c", script, str(warm), *bombs], capture_output=True, text=True,
-                       cwd=ROOT, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", script, str(warm), *bombs],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert all(v != "loaded" for v in report["results"].values()), report["results"]
@@ -183,15 +201,27 @@ def test_a_gif_with_a_million_frames_loads_its_first_frame_quickly():
 def test_arrays_and_odd_objects(photo):
     assert load_image(photo[:1, :1]).size == (1, 1)
     assert load_image(photo[:, :, :1]).mode == "RGB"
-    for value, match in ((np.zeros((0, 5, 3), np.uint8), "shape"), (np.full((4, 4), np.nan), "NaN"),
-                         (np.zeros((4, 4, 2), np.uint8), "shape"), (12, "int"), (None, "NoneType")):
+    for value, match in (
+        (np.zeros((0, 5, 3), np.uint8), "shape"),
+        (np.full((4, 4), np.nan), "NaN"),
+        (np.zeros((4, 4, 2), np.uint8), "shape"),
+        (12, "int"),
+        (None, "NoneType"),
+    ):
         with pytest.raises(ImageError, match=match):
             load_image(value)
 
 
 # Good files whose shape or decoding path could upset the encoder (the CLI test captions them all).
-TO_CAPTION = ("one_pixel.png", "wide_10000x10.png", "tall_10x10000.png", "gray_16bit.png",
-              "animated.webp", "exif_orientation_6.jpg", "many_frames.gif")
+TO_CAPTION = (
+    "one_pixel.png",
+    "wide_10000x10.png",
+    "tall_10x10000.png",
+    "gray_16bit.png",
+    "animated.webp",
+    "exif_orientation_6.jpg",
+    "many_frames.gif",
+)
 
 
 def test_caption_handles_the_corpus(tiny_model, corpus):
@@ -230,6 +260,7 @@ def test_same_image_same_answer_every_time(tiny_model, photo):
 
 # ---------------------------------------------------------------------------- the CLI
 
+
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory, tiny_checkpoint, corpus, photo):
     """One CLI process over the whole corpus plus the astronaut twice (for repeatability)."""
@@ -238,9 +269,26 @@ def cli_run(tmp_path_factory, tiny_checkpoint, corpus, photo):
     Image.fromarray(photo).save(astronaut)
     files = [str(c.path) for c in corpus] + [str(astronaut), str(astronaut)]
     start = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "captioner", "caption", *files, "--json", "--alphas",
-                        "--beam-size", "2", "--checkpoint", tiny_checkpoint],
-                       capture_output=True, text=True, cwd=ROOT, env=ONE_THREAD, timeout=240)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "captioner",
+            "caption",
+            *files,
+            "--json",
+            "--alphas",
+            "--beam-size",
+            "2",
+            "--checkpoint",
+            tiny_checkpoint,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ONE_THREAD,
+        timeout=240,
+    )
     return r, astronaut, time.perf_counter() - start
 
 
@@ -252,7 +300,7 @@ def test_cli_over_the_corpus(cli_run, corpus):
     assert len(errors) == len(bad(corpus)), r.stderr  # one line per bad file, nothing else
     for case, line in zip(bad(corpus), errors):
         assert line.startswith("error: ") and case.name in line, (case.name, line)
-        assert clear_sentence(line[len("error: "):], case.name) == [], line
+        assert clear_sentence(line[len("error: ") :], case.name) == [], line
     records = [json.loads(line) for line in r.stdout.splitlines()]
     expected = [str(c.path) for c in good(corpus)] + [str(astronaut)] * 2
     assert [rec["image"] for rec in records] == expected

@@ -1,4 +1,5 @@
 """Synthetic scenes: reproducible, exact boxes, captions that name every object, Karpathy format."""
+
 from __future__ import annotations
 
 import json
@@ -10,6 +11,8 @@ import pytest
 from PIL import Image
 
 from captioner.scenes.backgrounds import BackgroundMaker
+from captioner.scenes.compose import compose_scene
+from captioner.scenes.dataset import assign_splits, generate_scenes, get_args_parser, main
 from captioner.scenes.phrasing import (
     Group,
     box_relation,
@@ -17,8 +20,6 @@ from captioner.scenes.phrasing import (
     describe,
     indefinite_article,
 )
-from captioner.scenes.compose import compose_scene
-from captioner.scenes.dataset import assign_splits, generate_scenes, get_args_parser, main
 from captioner.scenes.shapes import shape_sources
 from captioner.scenes.stamps import StampInfo, load_stamp_list, load_stamps
 
@@ -41,19 +42,30 @@ def dataset(tmp_path_factory, sources):
 
 def test_same_seed_gives_identical_files_and_another_seed_does_not(dataset, sources, tmp_path):
     out, _ = dataset
-    generate_scenes(tmp_path / "again", count=16, seed=3, sources=sources, size=SIZE, progress=False)
-    assert (out / "captions.json").read_bytes() == (tmp_path / "again" / "captions.json").read_bytes()
+    generate_scenes(
+        tmp_path / "again", count=16, seed=3, sources=sources, size=SIZE, progress=False
+    )
+    assert (out / "captions.json").read_bytes() == (
+        tmp_path / "again" / "captions.json"
+    ).read_bytes()
     for png in sorted((out / "images").glob("*.png")):
         assert png.read_bytes() == (tmp_path / "again" / "images" / png.name).read_bytes()
-    generate_scenes(tmp_path / "other", count=16, seed=4, sources=sources, size=SIZE, progress=False)
-    assert (out / "captions.json").read_bytes() != (tmp_path / "other" / "captions.json").read_bytes()
+    generate_scenes(
+        tmp_path / "other", count=16, seed=4, sources=sources, size=SIZE, progress=False
+    )
+    assert (out / "captions.json").read_bytes() != (
+        tmp_path / "other" / "captions.json"
+    ).read_bytes()
 
 
 def test_worker_processes_write_the_same_data_set(dataset, sources, tmp_path):
     out, _ = dataset
-    generate_scenes(tmp_path / "pool", count=16, seed=3, sources=sources, size=SIZE, progress=False,
-                    workers=2)
-    assert (out / "captions.json").read_bytes() == (tmp_path / "pool" / "captions.json").read_bytes()
+    generate_scenes(
+        tmp_path / "pool", count=16, seed=3, sources=sources, size=SIZE, progress=False, workers=2
+    )
+    assert (out / "captions.json").read_bytes() == (
+        tmp_path / "pool" / "captions.json"
+    ).read_bytes()
     for png in sorted((out / "images").glob("*.png")):
         assert png.read_bytes() == (tmp_path / "pool" / "images" / png.name).read_bytes()
     with pytest.raises(ValueError, match="workers"):
@@ -97,7 +109,9 @@ def test_boxes_are_exactly_the_composited_alpha(dataset, sources):
     out, data = dataset
     for imgid, record in enumerate(data["images"][:8]):
         # the generator draws image k from default_rng([seed, k]): redo it and look inside
-        scene = compose_scene(np.random.default_rng([3, imgid]), sources, SIZE, BackgroundMaker(SIZE))
+        scene = compose_scene(
+            np.random.default_rng([3, imgid]), sources, SIZE, BackgroundMaker(SIZE)
+        )
         saved = np.asarray(Image.open(out / "images" / record["filename"]))
         assert np.array_equal(saved, scene.image)
         background = scene.background.pixels.astype(np.int16)
@@ -116,7 +130,9 @@ def test_boxes_are_exactly_the_composited_alpha(dataset, sources):
 
 
 def test_counts_are_spelled_out(tmp_path, sources):
-    data = generate_scenes(tmp_path, count=12, seed=5, sources=sources[:1], size=SIZE, progress=False)
+    data = generate_scenes(
+        tmp_path, count=12, seed=5, sources=sources[:1], size=SIZE, progress=False
+    )
     seen = set()
     for image in data["images"]:
         n = len(image["objects"])
@@ -183,7 +199,9 @@ def test_fake_stamp_dir_loads_crops_and_warns_about_missing(tmp_path):
     assert [s.name for s in loaded] == ["pear", "green bus"]
     assert loaded[0].image.size == (60, 100)  # cropped to the opaque part
     assert max(loaded[1].image.size) == 200 and loaded[1].image.mode == "RGBA"
-    data = generate_scenes(tmp_path / "out", count=4, seed=0, sources=loaded, size=SIZE, progress=False)
+    data = generate_scenes(
+        tmp_path / "out", count=4, seed=0, sources=loaded, size=SIZE, progress=False
+    )
     assert {o["head"] for image in data["images"] for o in image["objects"]} <= {"pear", "bus"}
 
 
@@ -224,11 +242,25 @@ def test_cli_with_shapes_and_fixed_split(tmp_path):
 def test_object_counts_set_how_many_objects_scenes_hold(dataset, sources, tmp_path, capsys):
     _, default = dataset
     assert {len(image["objects"]) for image in default["images"]} >= {1, 2}
-    only_three = generate_scenes(tmp_path / "three", count=12, seed=3, sources=sources, size=SIZE,
-                                 progress=False, object_counts=(0, 0, 5))
+    only_three = generate_scenes(
+        tmp_path / "three",
+        count=12,
+        seed=3,
+        sources=sources,
+        size=SIZE,
+        progress=False,
+        object_counts=(0, 0, 5),
+    )
     assert [len(image["objects"]) for image in only_three["images"]] == [3] * 12
-    only_one = generate_scenes(tmp_path / "one", count=12, seed=3, sources=sources, size=SIZE,
-                               progress=False, object_counts=(1, 0, 0))
+    only_one = generate_scenes(
+        tmp_path / "one",
+        count=12,
+        seed=3,
+        sources=sources,
+        size=SIZE,
+        progress=False,
+        object_counts=(1, 0, 0),
+    )
     assert [len(image["objects"]) for image in only_one["images"]] == [1] * 12
 
     argv = ["--out", str(tmp_path / "cli"), "--count", "4", "--shapes", "--size", "96"]
@@ -245,20 +277,36 @@ def _photo_folder(root: Path) -> Path:
     (root / "images").mkdir(parents=True)
     rng = np.random.default_rng(0)
     records = []
-    for name, role, split, extra in [("field", "scene", "train", {"places": ["in a field"]}),
-                                     ("owl", "object", "train", {}), ("apple", "object", "train", {}),
-                                     ("kettle", "object", "test", {})]:
-        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(root / "images" / f"{name}.jpg")
-        records.append({"file": f"images/{name}.jpg", "label": name, "names": [name], "role": role,
-                        "split": split, "source": "test", "licence": "CC0-1.0", **extra})
+    for name, role, split, extra in [
+        ("field", "scene", "train", {"places": ["in a field"]}),
+        ("owl", "object", "train", {}),
+        ("apple", "object", "train", {}),
+        ("kettle", "object", "test", {}),
+    ]:
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(
+            root / "images" / f"{name}.jpg"
+        )
+        records.append(
+            {
+                "file": f"images/{name}.jpg",
+                "label": name,
+                "names": [name],
+                "role": role,
+                "split": split,
+                "source": "test",
+                "licence": "CC0-1.0",
+                **extra,
+            }
+        )
     (root / "photos.json").write_text(json.dumps(records))
     return root
 
 
 def test_real_photos_become_mentioned_backgrounds_and_slot_captioned_images(tmp_path, sources):
     photos = _photo_folder(tmp_path / "photos")
-    data = generate_scenes(tmp_path / "out", 3, seed=5, sources=sources, size=64, progress=False,
-                           photos_dir=photos)
+    data = generate_scenes(
+        tmp_path / "out", 3, seed=5, sources=sources, size=64, progress=False, photos_dir=photos
+    )
     scenes, pictures = data["images"][:3], data["images"][3:]
     assert len(pictures) == 4  # two training photos, each also mirrored; the test photo is left out
     assert [p["photo"] for p in pictures] == ["images/owl.jpg"] * 2 + ["images/apple.jpg"] * 2
@@ -268,7 +316,10 @@ def test_real_photos_become_mentioned_backgrounds_and_slot_captioned_images(tmp_
             assert "<obj>" in s["tokens"] and "<obj>" not in s["raw"]
             assert ("owl" in s["raw"].lower()) == (p["photo"] == "images/owl.jpg")
     assert all(len(s["sentences"]) == 5 for s in scenes)
-    maker = BackgroundMaker(64, kind_weights={"scene": 1.0},
-                            scene_photos=[(np.zeros((60, 80, 3), np.uint8), ("in a field",))])
+    maker = BackgroundMaker(
+        64,
+        kind_weights={"scene": 1.0},
+        scene_photos=[(np.zeros((60, 80, 3), np.uint8), ("in a field",))],
+    )
     background = maker.make(np.random.default_rng(1))
     assert background.kind == "scene" and background.places == ("in a field",)

@@ -3,6 +3,7 @@
 A tiny run (8 shapes scenes, 16/16/32 dims, cached features, `--save-every 1`) spends most of
 its time writing checkpoints, so the kills land in the middle of saves as often as not.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,28 @@ from captioner.scenes.shapes import shape_sources
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 2
 KILLS = 2
-TINY = ["--embed-dim", "16", "--attention-dim", "16", "--decoder-dim", "32", "--min-word-freq", "1",
-        "--batch-size", "8", "--dropout", "0", "--val-beam-size", "1", "--epochs", str(EPOCHS),
-        "--save-every", "1", "--patience", "100"]
+TINY = [
+    "--embed-dim",
+    "16",
+    "--attention-dim",
+    "16",
+    "--decoder-dim",
+    "32",
+    "--min-word-freq",
+    "1",
+    "--batch-size",
+    "8",
+    "--dropout",
+    "0",
+    "--val-beam-size",
+    "1",
+    "--epochs",
+    str(EPOCHS),
+    "--save-every",
+    "1",
+    "--patience",
+    "100",
+]
 # One thread: on a busy 2-core box two OpenMP threads spin-wait for each other.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -38,8 +58,15 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 def dataset(tmp_path_factory, tiny_model):
     """8 scenes (6 train, 2 val) and their encoder features, cached once for every run."""
     root = tmp_path_factory.mktemp("crash")
-    generate_scenes(root / "data", 8, seed=3, sources=shape_sources(), size=96,
-                    split_fractions=(0.75, 0.25, 0.0), progress=False)
+    generate_scenes(
+        root / "data",
+        8,
+        seed=3,
+        sources=shape_sources(),
+        size=96,
+        split_fractions=(0.75, 0.25, 0.0),
+        progress=False,
+    )
     data = root / "data" / "captions.json"
     records = load_karpathy(data)
     for split in ("train", "val"):
@@ -48,10 +75,22 @@ def dataset(tmp_path_factory, tiny_model):
 
 
 def train(data: Path, cache: Path, out: Path, resume: bool) -> subprocess.Popen:
-    args = [sys.executable, "-m", "captioner", "train", "--data", str(data), "--cache", str(cache),
-            "--out", str(out), *TINY] + (["--resume"] if resume else [])
-    return subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    args = [
+        sys.executable,
+        "-m",
+        "captioner",
+        "train",
+        "--data",
+        str(data),
+        "--cache",
+        str(cache),
+        "--out",
+        str(out),
+        *TINY,
+    ] + (["--resume"] if resume else [])
+    return subprocess.Popen(
+        args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def position(last: Path) -> tuple[int, int] | None:
@@ -70,12 +109,16 @@ def saving(out: Path) -> list[Path]:
 
 def listing(out: Path) -> tuple:
     """RUN's `last`-ish names and RUN/last's: any save of last/, atomic or not, changes it at once."""
+
     def names(folder: Path) -> list[str]:
         try:
             return sorted(os.listdir(folder))
         except FileNotFoundError:
             return []
-    return tuple(n for n in names(out) if n.startswith((".last", "last"))), tuple(names(out / "last"))
+
+    return tuple(n for n in names(out) if n.startswith((".last", "last"))), tuple(
+        names(out / "last")
+    )
 
 
 def assert_complete(last: Path, reload: bool) -> tuple[int, int]:
@@ -92,7 +135,9 @@ def assert_complete(last: Path, reload: bool) -> tuple[int, int]:
     return state["epoch"], state["step"]
 
 
-def run_and_kill(data: Path, cache: Path, out: Path, resume: bool, at_save: bool, rng: random.Random) -> str:
+def run_and_kill(
+    data: Path, cache: Path, out: Path, resume: bool, at_save: bool, rng: random.Random
+) -> str:
     """Start training, let it save past where it started, then SIGKILL it; returns its stderr.
 
     `at_save`: the kill comes the moment a save of last/ begins writing; else after a random
@@ -156,7 +201,9 @@ def test_sigkill_at_random_moments_then_resume(dataset, tmp_path):
     assert saving(out) == []  # no temporary folder of a killed save is left behind
 
 
-def test_a_save_killed_between_its_two_renames_still_leaves_a_checkpoint(tmp_path, tiny_checkpoint, monkeypatch):
+def test_a_save_killed_between_its_two_renames_still_leaves_a_checkpoint(
+    tmp_path, tiny_checkpoint, monkeypatch
+):
     """The one moment a folder swap leaves no `last/`: loading falls back to the whole old one."""
     data = load_checkpoint(tiny_checkpoint)
     last = tmp_path / "run" / "last"

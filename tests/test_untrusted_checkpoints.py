@@ -2,6 +2,7 @@
 
 Every refusal is a `CheckpointError` whose message names the offending file.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,14 +72,17 @@ class Payload:
 @pytest.fixture
 def no_unpickling(monkeypatch):
     """Any unpickling during the test fails loudly (torch.load, pickle.load(s))."""
+
     def forbidden(*args, **kwargs):
         raise AssertionError("a checkpoint loader unpickled something")
+
     monkeypatch.setattr(pickle, "load", forbidden)
     monkeypatch.setattr(pickle, "loads", forbidden)
     monkeypatch.setattr(torch, "load", forbidden)
 
 
 # ---------------------------------------------------------------------------- code execution
+
 
 @pytest.mark.parametrize("where", ["model.safetensors", "vocab.json", "config.json"])
 @pytest.mark.parametrize("protocol", [0, 5])
@@ -112,42 +116,103 @@ def test_captioner_load_refuses_a_pickle_and_runs_nothing(ckpt, tmp_path):
 
 # ---------------------------------------------------------------------------- disagreement
 
+
 def _decoder(**values):
     return lambda cfg: cfg["decoder"].update(values)
 
 
 DISAGREEMENTS = {
-    "vocab has one word more": ("vocab.json", lambda c: edit_json(
-        c / "vocab.json", lambda v: v["itos"].append("zebra")), "words"),
-    "config vocab_size differs": ("vocab.json", lambda c: edit_json(c / "config.json", _decoder(vocab_size=99)),
-                                  "vocab_size=99"),
-    "config decoder_dim differs": ("model.safetensors", lambda c: edit_json(c / "config.json", _decoder(decoder_dim=128)),
-                                   "shape mismatch"),
-    "config encoder_dim differs": ("config.json", lambda c: edit_json(c / "config.json", _decoder(encoder_dim=2048)),
-                                   "encoder_dim"),
-    "config names another encoder": ("config.json", lambda c: edit_json(
-        c / "config.json", lambda cfg: cfg["encoder"].update(name="resnet101")), "channels"),
-    "config says fine-tuned, no encoder tensors": ("model.safetensors", lambda c: edit_json(
-        c / "config.json", lambda cfg: cfg["encoder"].update(fine_tune=True)), "fine-tuned"),
-    "a tensor is missing": ("model.safetensors", lambda c: edit_tensors(
-        c, lambda t: t.pop("decoder.fc.weight")), "missing.*fc.weight"),
-    "a tensor is reshaped": ("model.safetensors", lambda c: edit_tensors(
-        c, lambda t: t.update({"decoder.init_h.weight": torch.zeros(3, 3, dtype=torch.float16)})), "init_h"),
-    "an unknown tensor": ("model.safetensors", lambda c: edit_tensors(
-        c, lambda t: t.update({"evil.x": torch.zeros(1, dtype=torch.float16)})), "evil.x"),
-    "an unknown decoder tensor": ("model.safetensors", lambda c: edit_tensors(
-        c, lambda t: t.update({"decoder.extra": torch.zeros(1, dtype=torch.float16)})), "decoder.extra|extra"),
-    "negative sizes": ("config.json", lambda c: edit_json(c / "config.json", _decoder(attention_dim=-5)), "sizes"),
-    "fractional sizes": ("config.json", lambda c: edit_json(c / "config.json", _decoder(embed_dim=1.5)), "sizes"),
-    "dropout of 5": ("config.json", lambda c: edit_json(c / "config.json", _decoder(dropout=5)), "sizes"),
-    "an unknown decoder setting": ("config.json", lambda c: edit_json(
-        c / "config.json", _decoder(weights="../../etc/passwd")), "malformed"),
-    "no decoder section": ("config.json", lambda c: edit_json(c / "config.json", lambda cfg: cfg.pop("decoder")),
-                           "malformed"),
-    "a caption limit of a billion words": ("config.json", lambda c: edit_json(
-        c / "config.json", lambda cfg: cfg.update(max_len=10 ** 9)), "max_len"),
-    "another format": ("config.json", lambda c: edit_json(c / "config.json", lambda cfg: cfg.update(format="pt")),
-                       "format"),
+    "vocab has one word more": (
+        "vocab.json",
+        lambda c: edit_json(c / "vocab.json", lambda v: v["itos"].append("zebra")),
+        "words",
+    ),
+    "config vocab_size differs": (
+        "vocab.json",
+        lambda c: edit_json(c / "config.json", _decoder(vocab_size=99)),
+        "vocab_size=99",
+    ),
+    "config decoder_dim differs": (
+        "model.safetensors",
+        lambda c: edit_json(c / "config.json", _decoder(decoder_dim=128)),
+        "shape mismatch",
+    ),
+    "config encoder_dim differs": (
+        "config.json",
+        lambda c: edit_json(c / "config.json", _decoder(encoder_dim=2048)),
+        "encoder_dim",
+    ),
+    "config names another encoder": (
+        "config.json",
+        lambda c: edit_json(c / "config.json", lambda cfg: cfg["encoder"].update(name="resnet101")),
+        "channels",
+    ),
+    "config says fine-tuned, no encoder tensors": (
+        "model.safetensors",
+        lambda c: edit_json(c / "config.json", lambda cfg: cfg["encoder"].update(fine_tune=True)),
+        "fine-tuned",
+    ),
+    "a tensor is missing": (
+        "model.safetensors",
+        lambda c: edit_tensors(c, lambda t: t.pop("decoder.fc.weight")),
+        "missing.*fc.weight",
+    ),
+    "a tensor is reshaped": (
+        "model.safetensors",
+        lambda c: edit_tensors(
+            c, lambda t: t.update({"decoder.init_h.weight": torch.zeros(3, 3, dtype=torch.float16)})
+        ),
+        "init_h",
+    ),
+    "an unknown tensor": (
+        "model.safetensors",
+        lambda c: edit_tensors(
+            c, lambda t: t.update({"evil.x": torch.zeros(1, dtype=torch.float16)})
+        ),
+        "evil.x",
+    ),
+    "an unknown decoder tensor": (
+        "model.safetensors",
+        lambda c: edit_tensors(
+            c, lambda t: t.update({"decoder.extra": torch.zeros(1, dtype=torch.float16)})
+        ),
+        "decoder.extra|extra",
+    ),
+    "negative sizes": (
+        "config.json",
+        lambda c: edit_json(c / "config.json", _decoder(attention_dim=-5)),
+        "sizes",
+    ),
+    "fractional sizes": (
+        "config.json",
+        lambda c: edit_json(c / "config.json", _decoder(embed_dim=1.5)),
+        "sizes",
+    ),
+    "dropout of 5": (
+        "config.json",
+        lambda c: edit_json(c / "config.json", _decoder(dropout=5)),
+        "sizes",
+    ),
+    "an unknown decoder setting": (
+        "config.json",
+        lambda c: edit_json(c / "config.json", _decoder(weights="../../etc/passwd")),
+        "malformed",
+    ),
+    "no decoder section": (
+        "config.json",
+        lambda c: edit_json(c / "config.json", lambda cfg: cfg.pop("decoder")),
+        "malformed",
+    ),
+    "a caption limit of a billion words": (
+        "config.json",
+        lambda c: edit_json(c / "config.json", lambda cfg: cfg.update(max_len=10**9)),
+        "max_len",
+    ),
+    "another format": (
+        "config.json",
+        lambda c: edit_json(c / "config.json", lambda cfg: cfg.update(format="pt")),
+        "format",
+    ),
 }
 
 
@@ -160,7 +225,7 @@ def test_files_that_disagree_are_refused_naming_the_file(ckpt, case):
 
 def test_a_config_claiming_a_huge_decoder_allocates_nothing(ckpt):
     """decoder_dim=10**6 would be 16 TB of LSTM weights (and ~10 GB touched before failing)."""
-    edit_json(ckpt / "config.json", _decoder(decoder_dim=10 ** 6, attention_dim=10 ** 5))
+    edit_json(ckpt / "config.json", _decoder(decoder_dim=10**6, attention_dim=10**5))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     with pytest.raises(CheckpointError, match="model.safetensors.*shape mismatch"):
@@ -171,40 +236,102 @@ def test_a_config_claiming_a_huge_decoder_allocates_nothing(ckpt):
 
 # ---------------------------------------------------------------------------- corruption
 
+
 def _header_claiming(size: int) -> bytes:
     return size.to_bytes(8, "little") + b"{}"
 
 
 CORRUPTIONS = {
-    "truncated weights": ("model.safetensors", lambda c: (c / "model.safetensors").write_bytes(
-        (c / "model.safetensors").read_bytes()[:-100]), "safetensors"),
-    "random weights": ("model.safetensors", lambda c: (c / "model.safetensors").write_bytes(
-        np.random.default_rng(0).integers(0, 256, 5000, np.uint8).tobytes()), "safetensors"),
-    "empty weights": ("model.safetensors", lambda c: (c / "model.safetensors").write_bytes(b""), "safetensors"),
-    "header claiming 2**60 bytes": ("model.safetensors", lambda c: (c / "model.safetensors").write_bytes(
-        _header_claiming(2 ** 60)), "safetensors"),
-    "integer weights": ("model.safetensors", lambda c: edit_tensors(
-        c, lambda t: t.update({"decoder.fc.weight": t["decoder.fc.weight"].to(torch.int8)})), "fc.weight.*int8"),
-    "boolean weights": ("model.safetensors", lambda c: edit_tensors(
-        c, lambda t: t.update({"decoder.fc.bias": t["decoder.fc.bias"] > 0})), "fc.bias.*bool"),
-    "a NaN weight": ("model.safetensors", lambda c: edit_tensors(
-        c, lambda t: t["decoder.fc.weight"].view(-1)[7:8].fill_(float("nan"))), "fc.weight.*NaN"),
-    "an infinite weight": ("model.safetensors", lambda c: edit_tensors(
-        c, lambda t: t["decoder.init_c.bias"].view(-1)[0:1].fill_(float("inf"))), "init_c.bias.*infinite"),
-    "truncated optimizer state": ("training.safetensors", lambda c: (c / "training.safetensors").write_bytes(
-        (c / "training.safetensors").read_bytes()[:20]), "safetensors"),
-    "config not UTF-8": ("config.json", lambda c: (c / "config.json").write_bytes(b"\xff\xfe{}"), "JSON"),
+    "truncated weights": (
+        "model.safetensors",
+        lambda c: (c / "model.safetensors").write_bytes(
+            (c / "model.safetensors").read_bytes()[:-100]
+        ),
+        "safetensors",
+    ),
+    "random weights": (
+        "model.safetensors",
+        lambda c: (c / "model.safetensors").write_bytes(
+            np.random.default_rng(0).integers(0, 256, 5000, np.uint8).tobytes()
+        ),
+        "safetensors",
+    ),
+    "empty weights": (
+        "model.safetensors",
+        lambda c: (c / "model.safetensors").write_bytes(b""),
+        "safetensors",
+    ),
+    "header claiming 2**60 bytes": (
+        "model.safetensors",
+        lambda c: (c / "model.safetensors").write_bytes(_header_claiming(2**60)),
+        "safetensors",
+    ),
+    "integer weights": (
+        "model.safetensors",
+        lambda c: edit_tensors(
+            c, lambda t: t.update({"decoder.fc.weight": t["decoder.fc.weight"].to(torch.int8)})
+        ),
+        "fc.weight.*int8",
+    ),
+    "boolean weights": (
+        "model.safetensors",
+        lambda c: edit_tensors(
+            c, lambda t: t.update({"decoder.fc.bias": t["decoder.fc.bias"] > 0})
+        ),
+        "fc.bias.*bool",
+    ),
+    "a NaN weight": (
+        "model.safetensors",
+        lambda c: edit_tensors(
+            c, lambda t: t["decoder.fc.weight"].view(-1)[7:8].fill_(float("nan"))
+        ),
+        "fc.weight.*NaN",
+    ),
+    "an infinite weight": (
+        "model.safetensors",
+        lambda c: edit_tensors(
+            c, lambda t: t["decoder.init_c.bias"].view(-1)[0:1].fill_(float("inf"))
+        ),
+        "init_c.bias.*infinite",
+    ),
+    "truncated optimizer state": (
+        "training.safetensors",
+        lambda c: (c / "training.safetensors").write_bytes(
+            (c / "training.safetensors").read_bytes()[:20]
+        ),
+        "safetensors",
+    ),
+    "config not UTF-8": (
+        "config.json",
+        lambda c: (c / "config.json").write_bytes(b"\xff\xfe{}"),
+        "JSON",
+    ),
     "config a list": ("config.json", lambda c: (c / "config.json").write_text("[1, 2]"), "object"),
-    "config nested 100000 deep": ("config.json", lambda c: (c / "config.json").write_text(
-        "[" * 100_000 + "]" * 100_000), "JSON"),
-    "vocab nested 100000 deep": ("vocab.json", lambda c: (c / "vocab.json").write_text(
-        '{"itos": ' + "[" * 100_000 + "]" * 100_000 + "}"), "vocab"),
-    "vocab lists a word twice": ("vocab.json", lambda c: edit_json(
-        c / "vocab.json", lambda v: v["itos"].__setitem__(-1, v["itos"][-2])), "twice"),
-    "vocab of numbers": ("vocab.json", lambda c: edit_json(
-        c / "vocab.json", lambda v: v["itos"].__setitem__(-1, 5)), "strings"),
-    "vocab without specials": ("vocab.json", lambda c: edit_json(
-        c / "vocab.json", lambda v: v["itos"].reverse()), "start with"),
+    "config nested 100000 deep": (
+        "config.json",
+        lambda c: (c / "config.json").write_text("[" * 100_000 + "]" * 100_000),
+        "JSON",
+    ),
+    "vocab nested 100000 deep": (
+        "vocab.json",
+        lambda c: (c / "vocab.json").write_text('{"itos": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+        "vocab",
+    ),
+    "vocab lists a word twice": (
+        "vocab.json",
+        lambda c: edit_json(c / "vocab.json", lambda v: v["itos"].__setitem__(-1, v["itos"][-2])),
+        "twice",
+    ),
+    "vocab of numbers": (
+        "vocab.json",
+        lambda c: edit_json(c / "vocab.json", lambda v: v["itos"].__setitem__(-1, 5)),
+        "strings",
+    ),
+    "vocab without specials": (
+        "vocab.json",
+        lambda c: edit_json(c / "vocab.json", lambda v: v["itos"].reverse()),
+        "start with",
+    ),
 }
 
 
@@ -221,7 +348,9 @@ def test_huge_json_is_refused_before_parsing(ckpt, file, monkeypatch):
     edit_json(ckpt / file, lambda d: d.update(padding="x" * (5 << 20)))
     parsed = []
     real_loads = json.loads
-    monkeypatch.setattr(json, "loads", lambda s, *a, **k: parsed.append(len(s)) or real_loads(s, *a, **k))
+    monkeypatch.setattr(
+        json, "loads", lambda s, *a, **k: parsed.append(len(s)) or real_loads(s, *a, **k)
+    )
     refused(ckpt, file, "too large")
     assert not any(n > 1 << 20 for n in parsed)
 
@@ -251,13 +380,23 @@ def test_only_the_fixed_files_inside_the_folder_are_opened(ckpt, tmp_path, monke
     global _opened
     secret = tmp_path / "secret.safetensors"
     shutil.copy(ckpt / "model.safetensors", secret)
-    edit_json(ckpt / "config.json", lambda cfg: cfg.update(
-        weights="../secret.safetensors", vocab="/etc/passwd", model=str(secret), files=["/proc/self/environ"],
-        extra={"path": "../../etc/shadow", "include": "/etc/hosts"}))
+    edit_json(
+        ckpt / "config.json",
+        lambda cfg: cfg.update(
+            weights="../secret.safetensors",
+            vocab="/etc/passwd",
+            model=str(secret),
+            files=["/proc/self/environ"],
+            extra={"path": "../../etc/shadow", "include": "/etc/hosts"},
+        ),
+    )
     real_load_file = checkpoint_module.load_file
     rust_opened = []  # safetensors opens files in Rust, where no Python audit event fires
-    monkeypatch.setattr(checkpoint_module, "load_file",
-                        lambda p, *a, **k: rust_opened.append(os.fsdecode(p)) or real_load_file(p, *a, **k))
+    monkeypatch.setattr(
+        checkpoint_module,
+        "load_file",
+        lambda p, *a, **k: rust_opened.append(os.fsdecode(p)) or real_load_file(p, *a, **k),
+    )
     load_checkpoint(ckpt)  # warm up: any lazy imports open their files now, not below
     rust_opened.clear()
     _opened = []

@@ -1,4 +1,5 @@
 """Attention pictures, the CLI on a tiny checkpoint, and image modes."""
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,15 @@ def test_frames_need_one_map_per_word(photo):
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "CMYK", "1", "LA", "F"])
 def test_every_pillow_mode_becomes_rgb(tmp_path, mode):
     rgb = Image.new("RGB", (40, 30), (200, 100, 50))
-    im = rgb.convert(mode) if mode not in ("I;16", "F") else Image.fromarray(
-        (np.full((30, 40), 40000 if mode == "I;16" else 0.6)).astype(np.uint16 if mode == "I;16" else np.float32))
+    im = (
+        rgb.convert(mode)
+        if mode not in ("I;16", "F")
+        else Image.fromarray(
+            (np.full((30, 40), 40000 if mode == "I;16" else 0.6)).astype(
+                np.uint16 if mode == "I;16" else np.float32
+            )
+        )
+    )
     out = load_image(im)
     assert out.mode == "RGB" and out.size == (40, 30)
     if mode == "I;16":  # 16-bit is scaled down, not clipped to white
@@ -74,11 +82,18 @@ def test_exif_orientation_is_applied(tmp_path):
 
 def run_cli(*args, env_ckpt=None):
     import os
+
     env = dict(os.environ)
     if env_ckpt is not None:
         env["CAPTIONER_CHECKPOINT"] = env_ckpt
-    return subprocess.run([sys.executable, "-m", "captioner", *args], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "captioner", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_cli_caption_json_gif_grid(tmp_path, tiny_checkpoint, photo):
@@ -86,8 +101,21 @@ def test_cli_caption_json_gif_grid(tmp_path, tiny_checkpoint, photo):
     Image.fromarray(photo).save(img)
     bad = tmp_path / "notes.jpg"
     bad.write_text("<html>not an image</html>")
-    r = run_cli("caption", str(img), str(bad), str(img), "--checkpoint", tiny_checkpoint,
-                "--beam-size", "2", "--json", "--gif", str(tmp_path / "g"), "--grid", str(tmp_path / "p"))
+    r = run_cli(
+        "caption",
+        str(img),
+        str(bad),
+        str(img),
+        "--checkpoint",
+        tiny_checkpoint,
+        "--beam-size",
+        "2",
+        "--json",
+        "--gif",
+        str(tmp_path / "g"),
+        "--grid",
+        str(tmp_path / "p"),
+    )
     assert r.returncode == 1, r.stderr  # one bad file: reported, the others still captioned
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(lines) == 2 and lines[0] == lines[1]
@@ -121,14 +149,24 @@ def test_an_empty_caption_with_gif_and_grid_is_one_sentence_not_a_traceback(tmp_
     from captioner import Captioner, Vocabulary
 
     vocab = Vocabulary(["<pad>", "<start>", "<end>", "<unk>", "a", "cat"])
-    model = Captioner.create("efficientnet-lite2", vocab, embed_dim=8, attention_dim=8, decoder_dim=8)
+    model = Captioner.create(
+        "efficientnet-lite2", vocab, embed_dim=8, attention_dim=8, decoder_dim=8
+    )
     with torch.no_grad():
         model.decoder.fc.bias[vocab.end] = 50.0
     model.save(tmp_path / "mute")
     img = tmp_path / "x.png"
     Image.new("RGB", (32, 32), "white").save(img)
-    r = run_cli("caption", str(img), "--checkpoint", str(tmp_path / "mute"), "--gif", str(tmp_path / "g"),
-                "--grid", str(tmp_path / "p"))
+    r = run_cli(
+        "caption",
+        str(img),
+        "--checkpoint",
+        str(tmp_path / "mute"),
+        "--gif",
+        str(tmp_path / "g"),
+        "--grid",
+        str(tmp_path / "p"),
+    )
     assert r.returncode == 0 and r.stdout == f"{img}\t\n", r.stderr
     assert "gave no words" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "g" / "x.gif").exists() and not (tmp_path / "p" / "x.png").exists()

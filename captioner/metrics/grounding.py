@@ -5,10 +5,11 @@ random peak), and does it name the things that are there (object precision and r
 The peak is taken on the same smoothed, image-sized map that the pictures show
 (`attention_viz.upsample_attention`), so the score is about what a user sees.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -18,10 +19,13 @@ from ..attention_viz import upsample_attention
 @dataclass
 class GroundingSample:
     """One captioned image as the grounding measures see it."""
+
     words: Sequence[str]
     alphas: np.ndarray | None  # (len(words), 14, 14); only pointing needs it
     size: tuple[int, int] | None  # (width, height) of the image file, the pixels boxes are in
-    objects: Sequence[Mapping]  # {"head": "bus", "words": ["bus", "buses"], "box": [x0, y0, x1, y1]}
+    objects: Sequence[
+        Mapping
+    ]  # {"head": "bus", "words": ["bus", "buses"], "box": [x0, y0, x1, y1]}
 
 
 def object_vocabulary(objects_per_image: Iterable[Sequence[Mapping]]) -> set[str]:
@@ -47,7 +51,9 @@ def attention_peak(alpha: np.ndarray, size: tuple[int, int]) -> tuple[int, int]:
     return int(x), int(y)
 
 
-def pointing_accuracy(samples: Sequence[GroundingSample], vocabulary: set[str] | None = None) -> dict:
+def pointing_accuracy(
+    samples: Sequence[GroundingSample], vocabulary: set[str] | None = None
+) -> dict:
     """How often the attention peak of an object word falls in the box of an object it names.
 
     Counted over generated words that are object words (in `vocabulary`, default: all objects'
@@ -77,9 +83,11 @@ def pointing_accuracy(samples: Sequence[GroundingSample], vocabulary: set[str] |
             hits += bool(mask[y, x])
             chances.append(float(mask.mean()))
     pointed = len(chances)
-    return {"pointing_accuracy": hits / pointed if pointed else None,
-            "pointing_chance": float(np.mean(chances)) if pointed else None,
-            "counts": {"object_words": n_object_words, "pointed_words": pointed, "pointing_hits": hits}}
+    return {
+        "pointing_accuracy": hits / pointed if pointed else None,
+        "pointing_chance": float(np.mean(chances)) if pointed else None,
+        "counts": {"object_words": n_object_words, "pointed_words": pointed, "pointing_hits": hits},
+    }
 
 
 def object_mentions(samples: Sequence[GroundingSample], vocabulary: set[str] | None = None) -> dict:
@@ -104,13 +112,21 @@ def object_mentions(samples: Sequence[GroundingSample], vocabulary: set[str] | N
             heads.setdefault(obj["head"], set()).update(obj["words"])
         n_objects += len(heads)
         n_mentioned += sum(bool(words & said) for words in heads.values())
-    return {"object_precision": n_correct / n_words if n_words else None,
-            "object_recall": n_mentioned / n_objects if n_objects else None,
-            "counts": {"object_words": n_words, "object_words_correct": n_correct,
-                       "objects": n_objects, "objects_mentioned": n_mentioned}}
+    return {
+        "object_precision": n_correct / n_words if n_words else None,
+        "object_recall": n_mentioned / n_objects if n_objects else None,
+        "counts": {
+            "object_words": n_words,
+            "object_words_correct": n_correct,
+            "objects": n_objects,
+            "objects_mentioned": n_mentioned,
+        },
+    }
 
 
-def grounding_scores(samples: Sequence[GroundingSample], vocabulary: set[str] | None = None) -> dict:
+def grounding_scores(
+    samples: Sequence[GroundingSample], vocabulary: set[str] | None = None
+) -> dict:
     """Pointing accuracy and chance, object precision and recall, with their counts merged."""
     if vocabulary is None:
         vocabulary = object_vocabulary(s.objects for s in samples)

@@ -1,11 +1,13 @@
 """METEOR 1.5, the Java program coco-caption runs, made safe to time out and to give up on."""
+
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
 import threading
-from typing import Hashable, Mapping
+from collections.abc import Hashable, Mapping
+
 
 def _meteor_class():
     """pycocoevalcap's METEOR client, made safe to give up on.
@@ -41,8 +43,11 @@ def _meteor_class():
     return SafeMeteor
 
 
-def meteor_score(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, list[str]],
-                 timeout: float | None = None) -> tuple[float | None, str | None]:
+def meteor_score(
+    gts: Mapping[Hashable, list[str]],
+    res: Mapping[Hashable, list[str]],
+    timeout: float | None = None,
+) -> tuple[float | None, str | None]:
     """(METEOR, None), or (None, why not) when Java is missing, fails, or takes longer than `timeout`.
 
     Inputs are already tokenised, in pycocoevalcap's form. Java loads METEOR's paraphrase table

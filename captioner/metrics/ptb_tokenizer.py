@@ -2,23 +2,55 @@
 do to a caption, in pure Python: scores are then the same with and without Java, and no JVM starts
 just to split words. tests/test_metrics.py checks it against the Java tokenizer where Java exists.
 """
+
 from __future__ import annotations
 
 import re
-
 
 # coco-caption removes these tokens after tokenising. Its list also names -LRB- -RRB- -LCB- -RCB-,
 # but in upper case while the tokens are lower case by then, so brackets survive as "-lrb-" etc.;
 # we keep that quirk, or our scores would differ from coco-caption's on captions with brackets.
 _DROPPED = frozenset({"''", "'", "``", "`", ".", "?", "!", ",", ":", "-", "--", "...", ";"})
-_BRACKETS = {"(": " -lrb- ", ")": " -rrb- ", "[": " -lsb- ", "]": " -rsb- ",
-             "{": " -lcb- ", "}": " -rcb- "}
+_BRACKETS = {
+    "(": " -lrb- ",
+    ")": " -rrb- ",
+    "[": " -lsb- ",
+    "]": " -rsb- ",
+    "{": " -lcb- ",
+    "}": " -rcb- ",
+}
 _CLITICS = frozenset({"'s", "'re", "'ve", "'ll", "'d", "'m", "n't", "'t"})
-_ABBREVIATIONS = frozenset({"mr.", "mrs.", "ms.", "dr.", "st.", "jr.", "sr.", "prof.", "etc.",
-                            "vs.", "inc.", "ltd.", "co.", "corp.", "mt.", "ave."})
+_ABBREVIATIONS = frozenset(
+    {
+        "mr.",
+        "mrs.",
+        "ms.",
+        "dr.",
+        "st.",
+        "jr.",
+        "sr.",
+        "prof.",
+        "etc.",
+        "vs.",
+        "inc.",
+        "ltd.",
+        "co.",
+        "corp.",
+        "mt.",
+        "ave.",
+    }
+)
 _TAGS = frozenset(_BRACKETS[b].strip() for b in _BRACKETS)
-_SPLIT_WORDS = {"cannot": "can not", "gonna": "gon na", "gotta": "got ta", "wanna": "wan na",
-                "gimme": "gim me", "lemme": "lem me", "'tis": "'t is", "'twas": "'t was"}
+_SPLIT_WORDS = {
+    "cannot": "can not",
+    "gonna": "gon na",
+    "gotta": "got ta",
+    "wanna": "wan na",
+    "gimme": "gim me",
+    "lemme": "lem me",
+    "'tis": "'t is",
+    "'twas": "'t was",
+}
 
 _SUBS = [
     (re.compile(r'["`]'), " "),  # quotes become `` or '', which are dropped
@@ -47,8 +79,12 @@ def _split_token(token: str) -> list[str]:
         token = token[1:]
     while len(token) > 1 and token.endswith("'"):
         token = token[:-1]
-    if (len(token) > 1 and token.endswith(".") and token not in _ABBREVIATIONS
-            and "." not in token[:-1]):
+    if (
+        len(token) > 1
+        and token.endswith(".")
+        and token not in _ABBREVIATIONS
+        and "." not in token[:-1]
+    ):
         token, out_tail = token[:-1], ["."]
     return [token, *out_tail]
 

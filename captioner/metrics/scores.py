@@ -3,9 +3,10 @@ ROUGE-L and CIDEr (CIDEr-D), the code behind the numbers in "Show, Attend and Te
 papers, over captions tokenised as coco-caption does (`ptb_tokenizer`). Only METEOR needs Java (it
 is a Java program); without it METEOR is reported as missing.
 """
+
 from __future__ import annotations
 
-from typing import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 from .meteor import meteor_score
 from .ptb_tokenizer import ptb_tokenize
@@ -13,21 +14,25 @@ from .ptb_tokenizer import ptb_tokenize
 TEXT_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 
 
-
-def _tokenized(references: Mapping[Hashable, Sequence[str]],
-               hypotheses: Mapping[Hashable, str]) -> tuple[dict, dict]:
+def _tokenized(
+    references: Mapping[Hashable, Sequence[str]], hypotheses: Mapping[Hashable, str]
+) -> tuple[dict, dict]:
     """pycocoevalcap's input form: {id: [refs...]} and {id: [hypothesis]}, same ids in both."""
     if not hypotheses:
         raise ValueError("no captions to score")
     missing = [i for i in hypotheses if not references.get(i)]
     if missing:
-        raise ValueError(f"{len(missing)} captions have no reference sentences, e.g. id {missing[0]!r}")
+        raise ValueError(
+            f"{len(missing)} captions have no reference sentences, e.g. id {missing[0]!r}"
+        )
     gts = {i: [ptb_tokenize(r) for r in references[i]] for i in hypotheses}
     res = {i: [ptb_tokenize(h)] for i, h in hypotheses.items()}
     return gts, res
 
 
-def bleu4(references: Mapping[Hashable, Sequence[str]], hypotheses: Mapping[Hashable, str]) -> float:
+def bleu4(
+    references: Mapping[Hashable, Sequence[str]], hypotheses: Mapping[Hashable, str]
+) -> float:
     """Corpus BLEU-4 alone: cheap enough to pick the best epoch during training."""
     from pycocoevalcap.bleu.bleu import Bleu
 
@@ -36,8 +41,12 @@ def bleu4(references: Mapping[Hashable, Sequence[str]], hypotheses: Mapping[Hash
     return float(scores[3])
 
 
-def caption_scores(references: Mapping[Hashable, Sequence[str]], hypotheses: Mapping[Hashable, str],
-                   meteor: bool = True, meteor_timeout: float | None = None) -> dict:
+def caption_scores(
+    references: Mapping[Hashable, Sequence[str]],
+    hypotheses: Mapping[Hashable, str],
+    meteor: bool = True,
+    meteor_timeout: float | None = None,
+) -> dict:
     """BLEU-1..4, METEOR, ROUGE-L and CIDEr of one caption per id against its reference sentences.
 
     Scores are fractions (papers print them x100). A metric that cannot be computed is None, and

@@ -4,10 +4,11 @@ Variety here keeps a captioner from learning "object = anything that is not a fl
 Photo backgrounds are blurred and flattened so the objects stay the clear subject, and are never
 mentioned; plain colours and the three textures are ("on a blue background", "on the grass").
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -49,6 +50,7 @@ _TEXTURES: dict[str, tuple[str, RGB, RGB, tuple[str, ...]]] = {
 
 _PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "camera")
 
+
 @dataclass(frozen=True)
 class Background:
     """A size x size RGB picture; `places` are caption phrases for it, empty if it is unspoken.
@@ -75,18 +77,34 @@ class BackgroundMaker:
     colours (the most captionable) are the most common.
     """
 
-    def __init__(self, size: int, kind_weights: Mapping[str, float] | None = None,
-                 scene_photos: Sequence[tuple[np.ndarray, tuple[str, ...]]] = ()):
+    def __init__(
+        self,
+        size: int,
+        kind_weights: Mapping[str, float] | None = None,
+        scene_photos: Sequence[tuple[np.ndarray, tuple[str, ...]]] = (),
+    ):
         """`scene_photos`: real landscape photos (RGB array, caption places such as "in the
         snow"); with them, "photo" backgrounds blur those instead of scikit-image's pictures (which
         are the demo's test photos), and "scene" backgrounds show them sharp and say where."""
         self.size = size
         self.scene_photos = list(scene_photos)
         if self.scene_photos:
-            default = {"plain": 0.16, "gradient": 0.12, "noise": 0.1, "texture": 0.17, "photo": 0.15,
-                       "scene": 0.3}
+            default = {
+                "plain": 0.16,
+                "gradient": 0.12,
+                "noise": 0.1,
+                "texture": 0.17,
+                "photo": 0.15,
+                "scene": 0.3,
+            }
         else:
-            default = {"plain": 0.22, "gradient": 0.18, "noise": 0.15, "texture": 0.22, "photo": 0.23}
+            default = {
+                "plain": 0.22,
+                "gradient": 0.18,
+                "noise": 0.15,
+                "texture": 0.22,
+                "photo": 0.23,
+            }
         self.kind_weights = dict(kind_weights or default)
         self._images: dict[str, np.ndarray] = {}
 
@@ -128,7 +146,9 @@ class BackgroundMaker:
         image = Image.fromarray(pixels.astype(np.uint8), "RGB")
         return np.asarray(image.resize((self.size, self.size), Image.Resampling.BILINEAR))
 
-    def _random_crop(self, rng: np.random.Generator, image: np.ndarray, min_share: float) -> np.ndarray:
+    def _random_crop(
+        self, rng: np.random.Generator, image: np.ndarray, min_share: float
+    ) -> np.ndarray:
         h, w = image.shape[:2]
         side = int(rng.integers(int(min(h, w) * min_share), min(h, w) + 1))
         y = int(rng.integers(0, h - side + 1))
@@ -161,7 +181,9 @@ class BackgroundMaker:
     def _noise(self, rng: np.random.Generator) -> Background:
         cells = int(rng.integers(3, 9))
         base = rng.uniform(40, 215, size=3)
-        coarse = np.clip(base + rng.normal(0.0, rng.uniform(20, 55), size=(cells, cells, 3)), 0, 255)
+        coarse = np.clip(
+            base + rng.normal(0.0, rng.uniform(20, 55), size=(cells, cells, 3)), 0, 255
+        )
         smooth = Image.fromarray(coarse.astype(np.uint8), "RGB").resize(
             (self.size, self.size), Image.Resampling.BICUBIC
         )

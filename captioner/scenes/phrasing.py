@@ -5,12 +5,13 @@ left of a green bus", "two pears on the grass"). Every sentence names every obje
 trained on them learns to mention all of them, and we record which token names which object
 (its head noun), which lets tests and attention checks find the word for each box.
 """
+
 from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -230,7 +231,9 @@ def _pair_templates(a: Group, b: Group, places: Sequence[str]) -> list[Frame]:
             (3.5, "relation", f"{{A}} {words} {{B}}"),
             (0.8, "relation", f"{{A.the}} {{A.be}} {words} {{B.the}}"),
         ]
-        frames += [(1.0 / len(places), "relation", f"{{A}} {words} {{B}} {place}") for place in places]
+        frames += [
+            (1.0 / len(places), "relation", f"{{A}} {words} {{B}} {place}") for place in places
+        ]
     if rel in ("left", "right"):
         frames += [
             (1.5, "next", "{A} next to {B}"),
@@ -246,7 +249,10 @@ def _triple_templates(a: Group, b: Group, c: Group) -> list[Frame]:
     if ab is not None and ab == ac:
         frames.append((2.0, "relation", f"{{A}} {_RELATION_WORDS[ab]} {{B}} and {{C}}"))
     if ab == "left" and bc == "left":
-        frames += [(1.5, "arrangement", "from left to right <L>"), (0.8, "arrangement", "<L> in a row")]
+        frames += [
+            (1.5, "arrangement", "from left to right <L>"),
+            (0.8, "arrangement", "<L> in a row"),
+        ]
     if ab == "above" and bc == "above":
         frames.append((1.2, "arrangement", "from top to bottom <L>"))
     if ac in ("left", "right") and bc in ("left", "right"):

@@ -15,13 +15,14 @@ Node 0 is the root directory. A damaged archive raises `RccError` (a ValueError)
 wrong; zstd-compressed files need the `zstandard` module (or Python 3.14's `compression.zstd`)
 and are otherwise skipped with a warning, or raise if `skip_unsupported=False`.
 """
+
 from __future__ import annotations
 
 import struct
 import warnings
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 MAGIC = b"qres"
 FLAG_COMPRESSED = 0x01
@@ -38,7 +39,7 @@ class RccUnsupported(RccError):
     """A file uses a compression this Python cannot decode (zstd without a zstd module)."""
 
 
-def _zstd_decompressor() -> Optional[Callable[[bytes], bytes]]:
+def _zstd_decompressor() -> Callable[[bytes], bytes] | None:
     try:  # Python 3.14+
         from compression import zstd  # type: ignore[import-not-found]
 
@@ -68,15 +69,21 @@ class RccArchive:
         if self.blob[:4] != MAGIC:
             raise RccError(f"{name}: not a Qt resource archive (no 'qres' magic)")
         self.version, self.tree_offset, self.data_offset, self.names_offset = struct.unpack_from(
-            ">4I", self.blob, 4)
+            ">4I", self.blob, 4
+        )
         if not 1 <= self.version <= 3:
             raise RccError(f"{name}: unsupported rcc format version {self.version}")
         self.node_size = 14 if self.version == 1 else 22
-        for label, offset in (("tree", self.tree_offset), ("data", self.data_offset),
-                              ("names", self.names_offset)):
+        for label, offset in (
+            ("tree", self.tree_offset),
+            ("data", self.data_offset),
+            ("names", self.names_offset),
+        ):
             if offset > len(self.blob):
-                raise RccError(f"{name}: {label} offset {offset} lies past the end "
-                               f"({len(self.blob)} bytes): truncated archive?")
+                raise RccError(
+                    f"{name}: {label} offset {offset} lies past the end "
+                    f"({len(self.blob)} bytes): truncated archive?"
+                )
         self.node_count = (len(self.blob) - self.tree_offset) // self.node_size
         if self.node_count < 1:
             raise RccError(f"{name}: no room for the root node: truncated archive?")
@@ -85,7 +92,7 @@ class RccArchive:
             raise RccError(f"{name}: the root node is not a directory")
 
     @classmethod
-    def open(cls, path: str | Path) -> "RccArchive":
+    def open(cls, path: str | Path) -> RccArchive:
         path = Path(path)
         return cls(path.read_bytes(), name=str(path))
 
@@ -93,15 +100,19 @@ class RccArchive:
     def _unpack(self, fmt: str, offset: int, what: str) -> tuple:
         size = struct.calcsize(fmt)
         if offset < 0 or offset + size > len(self.blob):
-            raise RccError(f"{self.name}: {what} at byte {offset} runs past the end "
-                           f"({len(self.blob)} bytes): truncated or damaged archive")
+            raise RccError(
+                f"{self.name}: {what} at byte {offset} runs past the end "
+                f"({len(self.blob)} bytes): truncated or damaged archive"
+            )
         return struct.unpack_from(fmt, self.blob, offset)
 
     def _node(self, index: int) -> tuple[int, int, int, int]:
         """(name offset, flags, a, b): a, b = child count, first child or 0, data offset."""
         if not 0 <= index < self.node_count:
-            raise RccError(f"{self.name}: node {index} is outside the tree "
-                           f"({self.node_count} nodes): damaged archive")
+            raise RccError(
+                f"{self.name}: node {index} is outside the tree "
+                f"({self.node_count} nodes): damaged archive"
+            )
         offset = self.tree_offset + index * self.node_size
         name_offset, flags = self._unpack(">IH", offset, f"node {index}")
         if flags & FLAG_DIRECTORY:
@@ -115,9 +126,11 @@ class RccArchive:
         (length,) = self._unpack(">H", offset, "a name")
         raw_offset = offset + 6
         if raw_offset + 2 * length > len(self.blob):
-            raise RccError(f"{self.name}: a name at byte {offset} runs past the end: truncated archive")
+            raise RccError(
+                f"{self.name}: a name at byte {offset} runs past the end: truncated archive"
+            )
         try:
-            return self.blob[raw_offset:raw_offset + 2 * length].decode("utf-16-be")
+            return self.blob[raw_offset : raw_offset + 2 * length].decode("utf-16-be")
         except UnicodeDecodeError as error:
             raise RccError(f"{self.name}: undecodable name at byte {offset}: {error}") from None
 
@@ -126,17 +139,21 @@ class RccArchive:
         (length,) = self._unpack(">I", offset, f"the data of {path}")
         start = offset + 4
         if start + length > len(self.blob):
-            raise RccError(f"{self.name}: the data of {path} ({length} bytes at {start}) runs past "
-                           f"the end ({len(self.blob)} bytes): truncated archive")
-        raw = self.blob[start:start + length]
+            raise RccError(
+                f"{self.name}: the data of {path} ({length} bytes at {start}) runs past "
+                f"the end ({len(self.blob)} bytes): truncated archive"
+            )
+        raw = self.blob[start : start + length]
         if flags & FLAG_COMPRESSED_ZSTD:
             decompress = _zstd_decompressor()
             if decompress is None:
-                raise RccUnsupported(f"{self.name}: {path} is zstd-compressed and no zstd module is "
-                                     "importable (pip install zstandard)")
+                raise RccUnsupported(
+                    f"{self.name}: {path} is zstd-compressed and no zstd module is "
+                    "importable (pip install zstandard)"
+                )
             try:
                 return decompress(raw)
-            except Exception as error:  # zstd modules raise their own error types
+            except Exception as error:  # noqa: BLE001 - zstd modules raise their own types
                 raise RccError(f"{self.name}: cannot decompress {path} (zstd): {error}") from None
         if flags & FLAG_COMPRESSED:
             if len(raw) < 4:
@@ -147,8 +164,10 @@ class RccArchive:
             except zlib.error as error:
                 raise RccError(f"{self.name}: cannot decompress {path} (zlib): {error}") from None
             if len(out) != expected:
-                raise RccError(f"{self.name}: {path} decompressed to {len(out)} bytes, "
-                               f"the header says {expected}")
+                raise RccError(
+                    f"{self.name}: {path} decompressed to {len(out)} bytes, "
+                    f"the header says {expected}"
+                )
             return out
         return raw
 
@@ -161,10 +180,14 @@ class RccArchive:
             index, prefix, depth = stack.pop()
             _, _, count, first = self._node(index)
             if depth > MAX_DEPTH:
-                raise RccError(f"{self.name}: directories nested deeper than {MAX_DEPTH}: damaged archive")
+                raise RccError(
+                    f"{self.name}: directories nested deeper than {MAX_DEPTH}: damaged archive"
+                )
             if count > self.node_count or first + count > self.node_count:
-                raise RccError(f"{self.name}: directory node {index} lists {count} children from "
-                               f"node {first}, past the {self.node_count} nodes: damaged archive")
+                raise RccError(
+                    f"{self.name}: directory node {index} lists {count} children from "
+                    f"node {first}, past the {self.node_count} nodes: damaged archive"
+                )
             children = []
             for child in range(first, first + count):
                 if child in seen:
@@ -174,10 +197,10 @@ class RccArchive:
                 path = f"{prefix}/{self._name(name_offset)}" if prefix else self._name(name_offset)
                 children.append((child, path, flags, data_offset))
             # push in reverse so that files come out in the archive's (sorted) order
-            for child, path, flags, data_offset in reversed(children):
+            for child, path, flags, _offset in reversed(children):
                 if flags & FLAG_DIRECTORY:
                     stack.append((child, path, depth + 1))
-            for child, path, flags, data_offset in children:
+            for _child, path, flags, data_offset in children:
                 if not flags & FLAG_DIRECTORY:
                     yield path, flags, data_offset
 
@@ -191,8 +214,9 @@ class RccArchive:
                 return self._data(data_offset, flags, entry)
         raise KeyError(f"{self.name}: no file {path!r}")
 
-    def files(self, want: Optional[Callable[[str], bool]] = None,
-              skip_unsupported: bool = True) -> Iterator[tuple[str, bytes]]:
+    def files(
+        self, want: Callable[[str], bool] | None = None, skip_unsupported: bool = True
+    ) -> Iterator[tuple[str, bytes]]:
         """(path, bytes) of every file (or those whose path `want` accepts).
 
         zstd files without a zstd module: skipped with one warning per archive when
@@ -209,11 +233,16 @@ class RccArchive:
                     raise
                 skipped.append(path)
         if skipped:
-            warnings.warn(f"{self.name}: skipped {len(skipped)} zstd-compressed files "
-                          f"(e.g. {skipped[0]}): install `zstandard` to read them", stacklevel=2)
+            warnings.warn(
+                f"{self.name}: skipped {len(skipped)} zstd-compressed files "
+                f"(e.g. {skipped[0]}): install `zstandard` to read them",
+                stacklevel=2,
+            )
 
 
-def read_rcc(path: str | Path, want: Optional[Callable[[str], bool]] = None) -> Iterator[tuple[str, bytes]]:
+def read_rcc(
+    path: str | Path, want: Callable[[str], bool] | None = None
+) -> Iterator[tuple[str, bytes]]:
     """(path inside the archive, bytes) for the files of the .rcc at `path`."""
     yield from RccArchive.open(path).files(want)
 

@@ -2,10 +2,11 @@
 
 Tests and CI use these; they also make a small, fully known vocabulary ("three red stars").
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -59,7 +60,9 @@ def _heart() -> list[Point]:
         raw.append((x, -y))
     xs, ys = [p[0] for p in raw], [p[1] for p in raw]
     span = max(max(xs) - min(xs), max(ys) - min(ys))
-    return [(0.02 + 0.96 * (x - min(xs)) / span, 0.02 + 0.96 * (y - min(ys)) / span) for x, y in raw]
+    return [
+        (0.02 + 0.96 * (x - min(xs)) / span, 0.02 + 0.96 * (y - min(ys)) / span) for x, y in raw
+    ]
 
 
 def _paint_polygon(points: Sequence[Point]) -> Painter:

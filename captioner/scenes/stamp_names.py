@@ -8,6 +8,7 @@ over the grid cells of its box. A stamp whose `same` name wins in at least `--th
 is "classifier-named": its training captions use the slot word, so the model learns to look at
 it and let the classifier say what it is. The others keep their curated names from the decoder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,10 +19,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data.grounding import box_coverage
 from ..encoders import GRID, Encoder
 from ..names import imagenet_names
 from .backgrounds import BackgroundMaker
-from ..data.grounding import box_coverage
 from .compose import _composite, _layout
 from .stamps import default_stamp_names_path, default_stamps_dir, load_stamps
 
@@ -30,7 +31,9 @@ from .stamps import default_stamp_names_path, default_stamps_dir, load_stamps
 def measure(per_stamp: int = 8, seed: int = 0, size: int = 448) -> dict[str, float]:
     """{stamp name: share of its scenes in which the classifier's top name is a `same` name}."""
     data = json.loads(default_stamp_names_path().read_text(encoding="utf-8"))
-    stamps = [s for s in load_stamps(default_stamps_dir()) if data["stamps"].get(s.name, {}).get("same")]
+    stamps = [
+        s for s in load_stamps(default_stamps_dir()) if data["stamps"].get(s.name, {}).get("same")
+    ]
     encoder = Encoder("efficientnet-lite2").eval()
     names = imagenet_names()
     backgrounds = BackgroundMaker(size)
@@ -45,6 +48,7 @@ def measure(per_stamp: int = 8, seed: int = 0, size: int = 448) -> dict[str, flo
             cover = box_coverage(placed[0].box, (size, size), GRID).reshape(-1)  # (P,)
             weights.append(cover / cover.sum())
         from PIL import Image
+
         feats = encoder(encoder.preprocess([Image.fromarray(im) for im in images]))  # (n, P, C)
         context = torch.einsum("np,npc->nc", torch.tensor(np.stack(weights)), feats)  # (n, C)
         name_p, _ = names.name_probs(encoder.classify(context))  # (n, names)
@@ -64,8 +68,10 @@ def main(argv=None) -> int:
     named = sorted(n for n, share in shares.items() if share >= args.threshold)
     for name, share in sorted(shares.items(), key=lambda kv: -kv[1]):
         print(f"{share:5.2f}  {name}")
-    print(f"{len(named)} of {len(shares)} stamps are classifier-named (>= {args.threshold:.0%})",
-          file=sys.stderr)
+    print(
+        f"{len(named)} of {len(shares)} stamps are classifier-named (>= {args.threshold:.0%})",
+        file=sys.stderr,
+    )
     if args.write:
         path = default_stamp_names_path()
         data = json.loads(path.read_text(encoding="utf-8"))

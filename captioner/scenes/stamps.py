@@ -3,6 +3,7 @@
 The images are GPL-2 and stay in the Debian package (`tuxpaint-stamps-default`); the repository
 only carries `stamps.json`, which says which stamps to use and what a caption should call them.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,9 @@ def load_stamp_list(path: str | Path | None = None) -> list[StampInfo]:
         raise ValueError(f"{path}: names used twice: {duplicates}")
     for s in stamps:
         if s.head not in s.name.split() or s.head_plural not in s.plural.split():
-            raise ValueError(f"{path}: {s.file}: the head words must be words of the name and plural")
+            raise ValueError(
+                f"{path}: {s.file}: the head words must be words of the name and plural"
+            )
     return stamps
 
 
@@ -101,13 +104,16 @@ def load_stamp_image(path: Path, max_side: int = 320) -> Image.Image:
         raise ValueError(f"{path} has no visible pixels")
     image = image.crop(box)
     if max(image.size) > max_side:  # resized premultiplied ("RGBa"): no dark fringes
-        image = resize_longest_side(image.convert("RGBa"), max_side,
-                                    Image.Resampling.LANCZOS).convert("RGBA")
+        image = resize_longest_side(
+            image.convert("RGBa"), max_side, Image.Resampling.LANCZOS
+        ).convert("RGBA")
     return image
 
 
 def load_stamps(
-    stamps_dir: str | Path, stamp_list: list[StampInfo] | None = None, max_side: int = 320,
+    stamps_dir: str | Path,
+    stamp_list: list[StampInfo] | None = None,
+    max_side: int = 320,
     slots: bool = False,
 ) -> list[ObjectSource]:
     """Every listed stamp found under `stamps_dir`; missing ones are skipped with a warning.
@@ -144,7 +150,9 @@ def load_stamps(
         message = f"{len(missing)} listed stamps are missing under {stamps_dir}: {shown}"
         warnings.warn(message, stacklevel=2)
     if not sources:
-        raise FileNotFoundError(f"none of the {len(stamp_list)} listed stamps is under {stamps_dir}")
+        raise FileNotFoundError(
+            f"none of the {len(stamp_list)} listed stamps is under {stamps_dir}"
+        )
     return sources
 
 
@@ -162,7 +170,9 @@ def list_candidates(stamps_dir: str | Path | None = None) -> list[tuple[str, str
         if rel.parts[0] == "symbols" or "cartoon" in rel.parts or png.stem.endswith("_mirror"):
             continue
         text = png.with_suffix(".txt")
-        description = text.read_text(encoding="utf-8").splitlines()[0].strip() if text.is_file() else ""
+        description = (
+            text.read_text(encoding="utf-8").splitlines()[0].strip() if text.is_file() else ""
+        )
         with Image.open(png) as raw:
             alpha = np.asarray(raw.convert("RGBA").getchannel("A"))
         ys, xs = np.nonzero(alpha >= 16)
