@@ -26,9 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python bench/load.py` as well as `python -m bench.load`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench.app_latency import checkpoint_for_app, free_port, percentile, tree_memory, wait_for
 from bench.common import REPO, photos
 

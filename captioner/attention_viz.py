@@ -10,11 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .images import resize_longest_side
+
+if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
+    from matplotlib.figure import Figure
 
 
 def upsample_attention(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -149,7 +153,7 @@ def attention_grid(
     columns: int = 5,
     size: int = 224,
     title: str | None = None,
-):
+) -> Figure:
     """The paper's figure: the image, then one panel per word with the word under it.
 
     Returns the matplotlib Figure; saves a PNG when `path` is given.

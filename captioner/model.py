@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -114,7 +115,7 @@ class Captioner:
         fine_tune: bool = False,
         max_len: int = 20,
         no_repeat_ngram: int = 0,
-        **decoder_kwargs,
+        **decoder_kwargs: Any,
     ) -> Captioner:
         """A new, untrained decoder on top of a (pretrained) encoder."""
         encoder = Encoder(

@@ -42,43 +42,39 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def add_decoding_arguments(parser: argparse.ArgumentParser, training: bool = False) -> None:
     """The beam search's options. In training (`training=True`) the beam size is validation's
     (`--val-beam-size`) and `--no-repeat-ngram` is a setting saved with the model."""
-    if training:
+    beam_flag = "--val-beam-size" if training else "--beam-size"
+    parser.add_argument(
+        beam_flag,
+        type=_checked_int("beam_size"),
+        default=3,
+        help="hypotheses the beam search keeps (1: greedy)"
+        + (", for the validation captions" if training else ""),
+    )
+    if not training:
         parser.add_argument(
-            "--val-beam-size",
-            type=_checked_int("beam_size"),
-            default=3,
-            help="beam size of the validation captions",
-        )
-        parser.add_argument(
-            "--no-repeat-ngram",
-            type=_checked_int("no_repeat_ngram"),
+            "--max-len",
+            type=_checked_int("max_len"),
             default=None,
-            metavar="N",
-            help="the model's decoding setting, saved with it and used in "
-            "validation: never repeat N words in a row within a caption "
-            "(default 0: off; with --resume: keep the run's own)",
+            help="longest caption in words (default: the model's)",
         )
-        return
-    parser.add_argument("--beam-size", type=_checked_int("beam_size"), default=3)
-    parser.add_argument(
-        "--max-len",
-        type=_checked_int("max_len"),
-        default=None,
-        help="longest caption in words (default: the model's)",
-    )
-    parser.add_argument(
-        "--length-penalty",
-        type=float,
-        default=0.0,
-        help="rank beams by log-prob / length**P (0: plain log-prob)",
-    )
+        parser.add_argument(
+            "--length-penalty",
+            type=float,
+            default=0.0,
+            help="rank beams by log-prob / length**P (0: plain log-prob)",
+        )
     parser.add_argument(
         "--no-repeat-ngram",
         type=_checked_int("no_repeat_ngram"),
         default=None,
         metavar="N",
         help="never repeat N words in a row within a caption; 0: off "
-        "(default: the checkpoint's setting)",
+        + (
+            "(the model's setting, saved with it and used in validation; default 0, with "
+            "--resume the run's own)"
+            if training
+            else "(default: the checkpoint's setting)"
+        ),
     )
 
 

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -608,6 +609,49 @@ class RunFolder:
         plot_curve(state["history"], self.out / "curve.png")
 
 
+def run_arguments(args: argparse.Namespace, model: Captioner) -> dict:
+    """The options that made this run, saved with its checkpoints; the model's own sizes and
+    decoding settings replace the defaults (they differ on resume and with --init-from)."""
+    run_args = {
+        k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, type(None)))
+    }
+    run_args.update(
+        {k: v for k, v in model.decoder.config.to_dict().items() if k in run_args},
+        encoder=model.encoder.name,
+        max_len=model.max_len,
+        no_repeat_ngram=model.no_repeat_ngram,
+    )
+    return run_args
+
+
+def mean_over_ranks(value: float, device: str, world: int) -> float:
+    """The mean of a number over all DDP processes (itself when there is one)."""
+    if world == 1:
+        return value
+    t = torch.tensor([value], device=device)
+    dist.all_reduce(t)
+    return t.item() / world
+
+
+def end_of_epoch(
+    state: dict, epoch: int, loss: float, result: dict, seconds: float
+) -> tuple[dict, bool]:
+    """Update the run's progress with an epoch's validation; its log entry, and whether its
+    BLEU-4 is the best so far."""
+    improved = result["bleu4"] > state["best_bleu4"]
+    state["best_bleu4"] = max(state["best_bleu4"], result["bleu4"])
+    state["epochs_since_best"] = 0 if improved else state["epochs_since_best"] + 1
+    entry = {
+        "epoch": epoch + 1,
+        "loss": None if math.isnan(loss) else round(loss, 4),
+        **{k: None if v is None else round(v, 4) for k, v in result.items() if k != "samples"},
+        "seconds": round(seconds, 1),
+        "samples": result["samples"],
+    }
+    state["history"].append(entry)
+    return entry, improved
+
+
 def main(args: argparse.Namespace) -> int:
     problem = check_arguments(args)
     if problem:
@@ -644,35 +688,24 @@ def main(args: argparse.Namespace) -> int:
     model.to(args.device)
     run.out.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(args.cache) if args.cache else run.out / "features"
-    val_source = feature_source(
+    features_of = partial(
+        feature_source,
         model,
-        val_records,
-        "val",
-        cache_dir,
-        args.device,
-        missing,
-        args.data,
-        args.images,
-        rank,
-        world,
+        cache_dir=cache_dir,
+        device=args.device,
+        missing=missing,
+        data=args.data,
+        images=args.images,
+        rank=rank,
+        world=world,
     )
+    val_source = features_of(val_records, "val")
     if args.test_only:
         result = evaluate(model, val_records, val_source, args.val_beam_size, args.device)
         print(json.dumps({"split": "val", **result}))
         return 0
 
-    train_source = feature_source(
-        model,
-        train_records,
-        "train",
-        cache_dir,
-        args.device,
-        missing,
-        args.data,
-        args.images,
-        rank,
-        world,
-    )
+    train_source = features_of(train_records, "train")
     if args.alpha_box and not any(r.objects for r in train_records):
         print(f"error: --alpha-box needs `objects` with boxes in {args.data}", file=sys.stderr)
         return 2
@@ -689,16 +722,7 @@ def main(args: argparse.Namespace) -> int:
     optimizer = make_optimizer(model, args, start, fine_tune_starts)
     if world > 1:
         module = nn.parallel.DistributedDataParallel(module)
-    # The options that made this run; on resume, the model's own sizes replace the defaults.
-    run_args = {
-        k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, type(None)))
-    }
-    run_args.update(
-        {k: v for k, v in model.decoder.config.to_dict().items() if k in run_args},
-        encoder=model.encoder.name,
-        max_len=model.max_len,
-        no_repeat_ngram=model.no_repeat_ngram,
-    )
+    run_args = run_arguments(args, model)
 
     def save_every(step: int, loss: float) -> None:
         if args.save_every and step % args.save_every == 0:
@@ -721,23 +745,10 @@ def main(args: argparse.Namespace) -> int:
             state["step"],
             save_every,
         )
-        if world > 1:  # the mean loss over all ranks
-            t = torch.tensor([loss], device=args.device)
-            dist.all_reduce(t)
-            loss = t.item() / world
+        loss = mean_over_ranks(loss, args.device, world)
         state["step"] = 0
         result = evaluate(model, val_records, val_source, args.val_beam_size, args.device)
-        improved = result["bleu4"] > state["best_bleu4"]
-        state["best_bleu4"] = max(state["best_bleu4"], result["bleu4"])
-        state["epochs_since_best"] = 0 if improved else state["epochs_since_best"] + 1
-        entry = {
-            "epoch": epoch + 1,
-            "loss": None if math.isnan(loss) else round(loss, 4),
-            **{k: None if v is None else round(v, 4) for k, v in result.items() if k != "samples"},
-            "seconds": round(time.time() - t0, 1),
-            "samples": result["samples"],
-        }
-        state["history"].append(entry)
+        entry, improved = end_of_epoch(state, epoch, loss, result, time.time() - t0)
         run.record_epoch(model, state, entry, improved, run_args)
         run.save_last(model, optimizer, state, run_args, epoch + 1, 0)
         if world > 1:

@@ -3,6 +3,7 @@
 A frozen encoder gives the same features every epoch, so training from a cache spends its time
 on the decoder only. 196 x 1280 fp16 values are 0.5 MB per image.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,7 @@ def _load_batch(encoder: Encoder, records: list[ImageRecord]):
             images.append(load_image(r.path))
         except ImageError as e:
             if r.path.is_file():  # missing files were summarised by check_images: no line each
-                warnings.warn(f"skipping {r.path}: {e}")
+                warnings.warn(f"skipping {r.path}: {e}", stacklevel=2)
             images.append(None)
             bad.append(r.id)
     good = [im for im in images if im is not None]
@@ -44,8 +45,14 @@ def _load_batch(encoder: Encoder, records: list[ImageRecord]):
 
 
 @torch.no_grad()
-def cache_features(encoder: Encoder, records: list[ImageRecord], cache_dir: str | Path, split: str,
-                   batch_size: int = 16, device: str = "cpu") -> tuple[np.ndarray, dict]:
+def cache_features(
+    encoder: Encoder,
+    records: list[ImageRecord],
+    cache_dir: str | Path,
+    split: str,
+    batch_size: int = 16,
+    device: str = "cpu",
+) -> tuple[np.ndarray, dict]:
     """Features (N, 196, C) of `records` in order, computed once and reused while they match.
 
     A cache of more images serves any leading part of it (training validates on the first
@@ -62,21 +69,30 @@ def cache_features(encoder: Encoder, records: list[ImageRecord], cache_dir: str 
             meta = json.loads(meta_path.read_text())
         except ValueError:
             meta = {}
-        if (meta.get("ids", [])[:len(ids)] == ids and meta.get("encoder") == encoder.name
-                and not encoder.fine_tune):
+        if (
+            meta.get("ids", [])[: len(ids)] == ids
+            and meta.get("encoder") == encoder.name
+            and not encoder.fine_tune
+        ):
             wanted = set(ids)
-            return np.load(npy, mmap_mode="r")[:len(ids)], {
-                **meta, "ids": ids, "bad_ids": [i for i in meta.get("bad_ids", []) if i in wanted]}
+            return np.load(npy, mmap_mode="r")[: len(ids)], {
+                **meta,
+                "ids": ids,
+                "bad_ids": [i for i in meta.get("bad_ids", []) if i in wanted],
+            }
     npy.parent.mkdir(parents=True, exist_ok=True)
     tmp = npy.with_suffix(".tmp.npy")
     n_pos = GRID * GRID
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
-                                    shape=(len(records), n_pos, encoder.spec.channels))
+    out = np.lib.format.open_memmap(
+        tmp, mode="w+", dtype=np.float16, shape=(len(records), n_pos, encoder.spec.channels)
+    )
     encoder.eval().to(device)
-    batches = [records[i:i + batch_size] for i in range(0, len(records), batch_size)]
+    batches = [records[i : i + batch_size] for i in range(0, len(records), batch_size)]
     bad_ids: list[int] = []
-    with ThreadPoolExecutor(max_workers=1) as pool, \
-            tqdm(total=len(records), desc=f"encoding {split} ({encoder.name})", unit="img") as bar:
+    with (
+        ThreadPoolExecutor(max_workers=1) as pool,
+        tqdm(total=len(records), desc=f"encoding {split} ({encoder.name})", unit="img") as bar,
+    ):
         pending = pool.submit(_load_batch, encoder, batches[0]) if batches else None
         for b, batch in enumerate(batches):
             x, ok, bad = pending.result()
@@ -86,8 +102,10 @@ def cache_features(encoder: Encoder, records: list[ImageRecord], cache_dir: str 
             start = b * batch_size
             feats = np.zeros((len(batch), n_pos, encoder.spec.channels), dtype=np.float16)
             if x is not None:
-                feats[np.array(ok)] = encoder(x.to(device)).cpu().numpy().astype(np.float16)  # (b, 196, C)
-            out[start:start + len(batch)] = feats
+                feats[np.array(ok)] = (
+                    encoder(x.to(device)).cpu().numpy().astype(np.float16)
+                )  # (b, 196, C)
+            out[start : start + len(batch)] = feats
             bar.update(len(batch))
     out.flush()
     del out
@@ -100,9 +118,12 @@ def cache_features(encoder: Encoder, records: list[ImageRecord], cache_dir: str 
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Cache encoder features of a Karpathy-format data set.",
-                                add_help=add_help)
-    p.add_argument("--data", required=True, help="captions.json / dataset_*.json in Karpathy format")
+    p = argparse.ArgumentParser(
+        description="Cache encoder features of a Karpathy-format data set.", add_help=add_help
+    )
+    p.add_argument(
+        "--data", required=True, help="captions.json / dataset_*.json in Karpathy format"
+    )
     p.add_argument("--images", default=None, help="image folder (default: beside the JSON)")
     p.add_argument("--encoder", default="efficientnet-lite2", help=f"one of {', '.join(ENCODERS)}")
     p.add_argument("--encoder-weights", default=None, help="local weights file for the encoder")
@@ -110,24 +131,37 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="go on when more than 1%% of a split's images are missing (they get zero "
-                        "features and are listed as bad)")
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="go on when more than 1%% of a split's images are missing (they get zero "
+        "features and are listed as bad)",
+    )
     return p
 
 
 def main(args: argparse.Namespace) -> int:
     if args.encoder not in ENCODERS:
-        print(f"error: unknown encoder {args.encoder!r}; known: {', '.join(ENCODERS)}", file=sys.stderr)
+        print(
+            f"error: unknown encoder {args.encoder!r}; known: {', '.join(ENCODERS)}",
+            file=sys.stderr,
+        )
         return 2
     records = load_karpathy(args.data, args.images)
-    check_images({split: split_records(records, split) for split in args.splits}, args.data,
-                 args.images, args.allow_missing)  # before the encoder: a wrong folder ends here
+    check_images(
+        {split: split_records(records, split) for split in args.splits},
+        args.data,
+        args.images,
+        args.allow_missing,
+    )  # before the encoder: a wrong folder ends here
     encoder = Encoder(args.encoder, weights_path=args.encoder_weights)
     for split in args.splits:
-        feats, meta = cache_features(encoder, split_records(records, split), args.out, split,
-                                     args.batch_size, args.device)
-        print(f"{split}: {feats.shape} -> {cache_paths(args.out, args.encoder, split)[0]}"
-              + (f" ({len(meta['bad_ids'])} unreadable images)" if meta["bad_ids"] else ""),
-              file=sys.stderr)
+        feats, meta = cache_features(
+            encoder, split_records(records, split), args.out, split, args.batch_size, args.device
+        )
+        print(
+            f"{split}: {feats.shape} -> {cache_paths(args.out, args.encoder, split)[0]}"
+            + (f" ({len(meta['bad_ids'])} unreadable images)" if meta["bad_ids"] else ""),
+            file=sys.stderr,
+        )
     return 0

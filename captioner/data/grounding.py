@@ -7,9 +7,10 @@ converted to that form) can also teach it, as in "attention correctness" (Liu et
 that names an object. Targets are cell coverages of the encoder grid, because the encoder sees
 the whole image resized to a square, so a box maps onto the grid by its share of width and height.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,8 +26,9 @@ def box_coverage(box: Sequence[float], size: tuple[int, int], grid: int) -> np.n
     return np.outer(cover_y, cover_x).astype(np.float32)  # (grid, grid), rows are y
 
 
-def mention_targets(objects: Sequence[dict], size: tuple[int, int], n_captions: int,
-                    grid: int = 14) -> list[dict[int, np.ndarray]]:
+def mention_targets(
+    objects: Sequence[dict], size: tuple[int, int], n_captions: int, grid: int = 14
+) -> list[dict[int, np.ndarray]]:
     """For each caption of an image: {token index: (grid*grid,) coverage of the boxes it names}.
 
     `objects[k]["mentions"]` lists [caption index, token index] pairs; a token naming several

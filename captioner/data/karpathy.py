@@ -6,6 +6,7 @@
 
 Karpathy's `restval` images count as training images, as in the paper's COCO setup.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,10 +62,19 @@ def load_karpathy(json_path: str | Path, images_dir: str | Path | None = None) -
             split = "train" if entry.get("split") == "restval" else entry["split"]
             sentences = entry["sentences"]
             captions = [s.get("tokens") or tokenize(s["raw"]) for s in sentences]
-            references = [s.get("raw") or " ".join(tokens) for s, tokens in zip(sentences, captions)]
-            records.append(ImageRecord(id=i, path=_resolve(base, entry), split=split,
-                                       captions=captions, references=references,
-                                       objects=entry.get("objects", [])))
+            references = [
+                s.get("raw") or " ".join(tokens) for s, tokens in zip(sentences, captions)
+            ]
+            records.append(
+                ImageRecord(
+                    id=i,
+                    path=_resolve(base, entry),
+                    split=split,
+                    captions=captions,
+                    references=references,
+                    objects=entry.get("objects", []),
+                )
+            )
         except (KeyError, TypeError, AttributeError) as e:
             raise DataError(f"{json_path}: image entry {i} is malformed (missing {e})") from None
     return records
