@@ -15,9 +15,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 ImageInput = str | Path | bytes | Image.Image | np.ndarray
 
-MAX_PIXELS = (
-    64_000_000  # decoded size we accept; larger is refused as a possible decompression bomb
-)
+# decoded size we accept; larger is refused as a possible decompression bomb
+MAX_PIXELS = 64_000_000
 MAX_SIDE = 2048  # larger images are reduced on load: no encoder or picture needs more
 
 
@@ -62,7 +61,8 @@ def _open(fp, name: str, max_side: int) -> Image.Image:
                 if im.format == "JPEG":
                     im.draft("RGB", (max_side, max_side))  # decode big JPEGs at reduced scale
                 im.load()
-                oriented = ImageOps.exif_transpose(im) or im
+                small = _shrink_early(im, max_side)
+                oriented = ImageOps.exif_transpose(small) or small
                 return to_rgb(oriented)
     except ImageError:
         raise
@@ -90,6 +90,37 @@ def resize_longest_side(
         return im
     size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
     return im.resize(size, resample, reducing_gap=reducing_gap)
+
+
+REDUCIBLE = ("L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "I", "F")  # modes Image.reduce takes
+
+
+def _shrink_early(im: Image.Image, max_side: int, rows: int = 128) -> Image.Image:
+    """A big decoded image reduced by a whole factor (a box average) strip by strip, before
+    anything copies it at full size: a 265 kB 8000x8000 RGBA PNG otherwise costs four full-size
+    copies (1.5 GB) on its way to RGB. The longest side stays >= max_side for `_limit_side`."""
+    factor = max(im.size) // max_side
+    if factor < 2:
+        return im
+    if im.mode.startswith("I;16"):  # reduced as 32-bit, then back, so to_rgb scales it as 16-bit
+        mode = "I"
+    elif im.mode == "P":
+        mode = "RGBA" if "transparency" in im.info else "RGB"
+    elif im.mode == "1":
+        mode = "L"
+    elif im.mode not in REDUCIBLE:
+        mode = "RGBA" if "A" in im.mode else "RGB"
+    else:
+        mode = im.mode
+    width, height = im.size
+    out = Image.new(mode, (-(-width // factor), -(-height // factor)))
+    step = factor * rows  # a strip of whole boxes: the same result as reducing all at once
+    for top in range(0, height, step):
+        strip = im.crop((0, top, width, min(top + step, height)))
+        if strip.mode != mode:
+            strip = strip.convert(mode)
+        out.paste(strip.reduce(factor), (0, top // factor))
+    return out.convert(im.mode) if im.mode.startswith("I;16") else out
 
 
 def _limit_side(im: Image.Image, max_side: int) -> Image.Image:

@@ -147,7 +147,7 @@ class CaptionDemo:
         beam = _beam_size(beam_size)
         try:
             captioner = self.store.get(model or None)
-            name = model or self.store.default
+            name = model or self.store.default  # a known name: get() refused any other
             picture = load_image(_image_source(image))
             start = time.perf_counter()
             cap = captioner.caption(picture, beam_size=beam)

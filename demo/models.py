@@ -6,6 +6,7 @@ the server open a path of its choosing.
 
 from __future__ import annotations
 
+import html
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -14,6 +15,14 @@ from pathlib import Path
 from PIL import Image
 
 from captioner import Captioner, CheckpointError, find_checkpoints
+
+SHOWN_CHARS = 40  # of a name a request sent, at most this much is echoed in a message
+
+
+def shown(text: str) -> str:
+    """A short, escaped prefix of something a request sent, safe to put in a message."""
+    prefix = text[:SHOWN_CHARS] + ("..." if len(text) > SHOWN_CHARS else "")
+    return html.escape(repr(prefix), quote=False)  # Gradio shows messages as HTML
 
 
 class ModelStore:
@@ -55,8 +64,15 @@ class ModelStore:
             )
         if name is None or name == "":
             name = self.default
+        if not isinstance(name, str):
+            raise CheckpointError(
+                f"a model is named by a string, e.g. {self.default!r}; choose one of "
+                f"{', '.join(self.names)}."
+            )
         if name not in self._folders:
-            raise CheckpointError(f"unknown model {name!r}; choose one of {', '.join(self.names)}.")
+            raise CheckpointError(
+                f"unknown model {shown(name)}; choose one of {', '.join(self.names)}."
+            )
         return self._folders[name]
 
     def get(self, name: str | None = None) -> Captioner:

@@ -270,3 +270,20 @@ def test_a_beam_size_that_is_no_finite_number_gets_one_sentence(value):
     with pytest.raises(gr.Error, match="must be a number from 1 to 5"):
         _beam_size(value)
     assert _position(value) == 1
+
+
+def test_a_model_that_is_no_name_or_too_long_gets_one_short_escaped_sentence(served, caplog):
+    app, client = served
+    with pytest.raises(gr.Error) as listed:
+        app.caption(str(PHOTO), 3, ["tiny"])
+    assert "a model is named by a string" in listed.value.message
+    assert "choose one of tiny" in listed.value.message
+    long_name = "<b>" + "x" * 10_000
+    with pytest.raises(AppError) as long:
+        client.predict(handle_file(str(PHOTO)), 3, long_name, api_name="/caption")
+    message = str(long.value)
+    assert "unknown model" in message and "choose one of tiny" in message
+    assert "x" * 41 not in message and "<b>" not in message and "&lt;b&gt;" in message
+    assert len(message) < 300
+    assert "Traceback" not in caplog.text
+    assert client.predict(handle_file(str(PHOTO)), 1, "tiny", api_name="/caption")["words"]

@@ -319,3 +319,49 @@ def test_cli_answers_are_repeatable_and_match_the_library(cli_run, tiny_checkpoi
     assert a["words"] == here["words"]
     assert a["score"] == pytest.approx(here["score"], abs=1e-5)
     np.testing.assert_allclose(np.asarray(a["alphas"]), np.asarray(here["alphas"]), atol=2e-5)
+
+
+@pytest.mark.parametrize(
+    "mode", ["RGBA", "RGB", "L", "I;16", "P", "P+transparency", "1", "LA", "CMYK"]
+)
+def test_big_images_are_reduced_strip_by_strip_exactly_as_all_at_once(mode):
+    from captioner.images import _shrink_early
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (1000, 1333, 3), dtype=np.uint8)
+    if mode == "I;16":
+        im = Image.fromarray(rng.integers(0, 65535, (1000, 1333), dtype=np.uint16))
+    else:
+        im = Image.fromarray(pixels).convert(mode.split("+")[0])
+        if mode == "P+transparency":
+            im.info["transparency"] = 5
+    got = _shrink_early(im, 300, rows=7)  # factor 4, strips of 28 rows and a short last one
+    working = {"I;16": "I", "P": "RGB", "P+transparency": "RGBA", "1": "L"}.get(mode, im.mode)
+    expected = im.convert(working).reduce(4)
+    if mode == "I;16":
+        expected = expected.convert("I;16")
+    assert got.mode == expected.mode and got.size == expected.size == (334, 250)
+    assert np.array_equal(np.asarray(got), np.asarray(expected))
+    assert _shrink_early(im, 700) is im  # less than twice too big: left to the final resize
+
+
+def test_a_small_file_of_huge_dimensions_does_not_cost_gigabytes(tmp_path):
+    """An 8000x8000 RGBA PNG is 265 kB; decoded and converted at full size it took 1.5 GB."""
+    path = tmp_path / "big.png"
+    Image.new("RGBA", (8000, 8000), (10, 200, 30, 128)).save(path)
+    code = (
+        "import resource, sys; from captioner import load_image; "
+        "r = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; "
+        f"base = r(); im = load_image({str(path)!r}); "
+        "print(round(r() - base), im.size, im.mode, im.getpixel((5, 5)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    ).stdout.split(maxsplit=1)
+    extra_mb = int(out[0])
+    assert "(2048, 2048) RGB (132, 227, 142)" in out[1]  # half-transparent green over white
+    assert extra_mb < 600, f"loading it took {extra_mb} MB more"  # 245 MB is the decoded image
