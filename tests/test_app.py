@@ -287,3 +287,47 @@ def test_a_model_that_is_no_name_or_too_long_gets_one_short_escaped_sentence(ser
     assert len(message) < 300
     assert "Traceback" not in caplog.text
     assert client.predict(handle_file(str(PHOTO)), 1, "tiny", api_name="/caption")["words"]
+
+
+def test_no_event_of_the_page_opens_a_file_outside_the_upload_folder(served, monkeypatch, tmp_path):
+    """Every event has a name in Gradio 6 and can be called; none may read a server file."""
+    import json
+    import urllib.request
+
+    import PIL.Image
+
+    from demo.app import upload_folder
+
+    app, client = served
+    opened: list[str] = []
+    real_open = PIL.Image.open
+
+    def recording_open(fp, *args, **kwargs):
+        if isinstance(fp, (str, Path)):
+            opened.append(str(fp))
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", recording_open)
+    secret = tmp_path / "secret.png"  # outside the upload folder
+    Image.new("RGB", (32, 32)).save(secret)
+    file_data = {"path": str(secret), "meta": {"_type": "gradio.FileData"}}
+    config = json.loads(urllib.request.urlopen(client.src.rstrip("/") + "/config").read())
+    names = {d["api_name"] for d in config["dependencies"] if isinstance(d.get("api_name"), str)}
+    assert "caption" in names and "new_scene" in names and len(names) > 5
+    for name in sorted(names):
+        for data in ([file_data, 3, "tiny"], [str(secret), 3, "tiny"], [str(secret)] * 2, []):
+            body = json.dumps({"data": data}).encode()
+            request = urllib.request.Request(
+                client.src.rstrip("/") + f"/gradio_api/call/{name}",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                event = json.loads(urllib.request.urlopen(request).read())["event_id"]
+                urllib.request.urlopen(
+                    client.src.rstrip("/") + f"/gradio_api/call/{name}/{event}"
+                ).read()
+            except urllib.error.HTTPError:
+                pass  # refused outright: fine
+    outside = [p for p in opened if not Path(p).resolve().is_relative_to(upload_folder())]
+    assert not outside and str(secret) not in " ".join(opened)
