@@ -172,3 +172,68 @@ def test_an_empty_caption_with_gif_and_grid_is_one_sentence_not_a_traceback(tmp_
     assert not (tmp_path / "g" / "x.gif").exists() and not (tmp_path / "p" / "x.png").exists()
     with pytest.raises(ValueError, match="at least one frame"):
         save_gif([], tmp_path / "empty.gif")
+
+
+def _extents(fig):
+    """Pixel boxes of the figure's pictures and labels, as the saved PNG lays them out."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    pictures = [ax.get_window_extent(renderer) for ax in fig.axes]
+    labels = [t.get_window_extent(renderer) for t in fig.texts if t.get_text()]
+    return pictures, labels
+
+
+@pytest.mark.parametrize("width, height", [(800, 200), (448, 448), (600, 400), (200, 600)])
+def test_the_grid_keeps_every_label_readable_whatever_the_picture_s_shape(width, height):
+    from matplotlib.transforms import Bbox
+
+    words = ["a", "stop", "sign", "on", "a", "pole", "by", "the", "road", "photographing"]
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+    alphas = rng.random((len(words), 14, 14))
+    fig = attention_grid(image, words, alphas / alphas.sum((1, 2), keepdims=True), title="a title")
+    pictures, labels = _extents(fig)
+    assert len(pictures) == len(words) + 1 and len(labels) == len(words) + 1  # + the title
+    whole = fig.bbox
+    for i, box in enumerate(labels):
+        assert whole.contains(box.x0, box.y0) and whole.contains(box.x1, box.y1), "clipped label"
+        assert not any(box.overlaps(p) for p in pictures), "a label touches a picture"
+        assert not any(box.overlaps(other) for other in labels[i + 1 :]), "labels overlap"
+    for a, b in zip(pictures, pictures[1:]):
+        assert not a.overlaps(b)
+        # every panel keeps the picture's shape
+        assert abs(a.width / a.height - width / height) < 0.02 * width / height
+    covered = sum(p.width * p.height for p in pictures) / (whole.width * whole.height)
+    assert covered > 0.45, f"pictures cover only {covered:.0%} of the figure"
+    assert Bbox.union(pictures).width <= whole.width
+
+
+def test_a_diffuse_map_is_a_faint_tint_and_a_focused_one_is_painted():
+    from captioner.attention_viz import attention_focus
+
+    picture = Image.new("RGB", (448, 448), (128, 128, 128))
+    even = np.full((14, 14), 1 / 196)
+    one = np.zeros((14, 14))
+    one[3, 10] = 1.0
+    assert attention_focus(even) == pytest.approx(0.0) and attention_focus(one) == 1.0
+    frames = attention_frames(picture, ["a", "dog"], np.stack([even, one]), with_labels=False)
+    plain = np.asarray(picture, np.float32)
+    spread = np.abs(np.asarray(frames[0], np.float32) - plain).mean()
+    cell = np.abs(np.asarray(frames[1], np.float32) - plain)[96:128, 320:352].mean()
+    assert spread < 15, f"a map spread over the whole picture paints it by {spread:.0f} levels"
+    assert cell > 40, f"the attended cell changes by {cell:.0f} levels only"
+
+
+def test_the_gif_shows_smooth_gradients_without_colour_bands(tmp_path):
+    """More colours than a GIF palette holds: dithering keeps local averages right."""
+    x = np.linspace(0, 255, 448, dtype=np.float32)
+    truth = np.stack(np.broadcast_arrays(x[None, :], x[:, None], np.float32(90.0)), axis=-1)
+    frame = Image.fromarray(truth.astype(np.uint8), "RGB")
+    path = save_gif([frame, frame], tmp_path / "gradient.gif")
+    with Image.open(path) as gif:
+        shown = np.asarray(gif.convert("RGB"), np.float32)
+    # 8x8 block means: what the eye sees at a normal viewing distance
+    blocks = lambda a: a.reshape(56, 8, 56, 8, 3).mean(axis=(1, 3))  # noqa: E731
+    error = np.abs(blocks(shown) - blocks(truth.astype(np.uint8).astype(np.float32)))
+    assert error.mean() < 1.0, error.mean()  # without dithering: 2.0, in visible steps
