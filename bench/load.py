@@ -1,13 +1,15 @@
 """Many visitors at once: N threads caption pictures through the demo's API, some of them bad files.
 
-    python -m bench.load [--checkpoint DIR] [--requests 200] [--users 8] [--bad 0.2]
+    python -m bench.load [--checkpoint DIR] [--requests 200] [--users 8] [--bad 0.2] [--big 0.05]
     python -m bench.load --url http://127.0.0.1:7860/ [--pid PID]     # an app that already runs
 
 Starts `python app.py --checkpoint DIR` on a free loopback port (or attaches to `--url`), warms
 it up, then sends a fixed number of requests from `--users` gradio_client users in parallel.
 Every request must either get a caption, or for a bad file the app's clear error, or the
 queue's "busy" answer; the server's memory after the run must stay within 10% of what it was
-after warm-up (no leak per request). Exits 1 when either target is missed.
+after warm-up (no leak per request), and its high-water mark (VmHWM) under 1.5 GiB although
+`--big` of the requests are small files of huge dimensions (an 8000x8000 RGBA PNG of 265 kB, a
+16-bit grayscale one), which are accepted and captioned. Exits 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="checkpoint for the app (default: checkpoints/default, else a random-weight "
         "model of the default's sizes, saved to a temporary folder)",
     )
+    p.add_argument(
+        "--big",
+        type=float,
+        default=0.05,
+        help="share of requests that are 8000x8000 PNGs (accepted, captioned)",
+    )
     p.add_argument("--url", default=None, help="attach to a running app instead of starting one")
     p.add_argument(
         "--pid", type=int, default=None, help="with --url: the server's pid, for its memory"
@@ -84,6 +92,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def make_big_files(folder: Path) -> list[Path]:
+    """Small files that decode to 64 megapixels: the most memory an accepted upload can take."""
+    import numpy as np
+    from PIL import Image
+
+    rgba, gray16 = folder / "big_rgba.png", folder / "big_gray16.png"
+    Image.new("RGBA", (8000, 8000), (10, 200, 30, 128)).save(rgba)
+    ramp = (np.arange(8000, dtype=np.uint16)[None, :] * 8).repeat(8000, 0)  # (8000, 8000)
+    Image.fromarray(ramp).save(gray16)
+    return [rgba, gray16]
+
+
 def make_files(folder: Path, n_good: int = 6) -> tuple[list[Path], list[Path]]:
     """Photos to caption (JPEG, as phones send them) and bad files from the test corpus."""
     from tests.corpus import make_corpus
@@ -102,13 +122,13 @@ def classify(kind: str, answer=None, error: BaseException | None = None) -> tupl
     if error is None:
         data = answer[0] if isinstance(answer, (list, tuple)) else answer
         if isinstance(data, dict) and isinstance(data.get("words"), list) and "caption" in data:
-            return ("caption", "") if kind == "good" else ("wrong", "a bad file was captioned")
+            return ("caption", "") if kind != "bad" else ("wrong", "a bad file was captioned")
         return "wrong", f"unexpected answer {str(answer)[:200]}"
     message = str(error)
     if "queue is full" in message.lower() or type(error).__name__ == "QueueError":
         return "busy", message
     detail = f"{type(error).__name__}: {message[:300]}"
-    if isinstance(error, TimeoutError) or kind == "good":
+    if isinstance(error, TimeoutError) or kind != "bad":
         return ("failed" if isinstance(error, TimeoutError) else "wrong"), detail
     if CLEAR in message and "\n" not in message.strip() and "Traceback" not in message:
         return "clear error", message
@@ -170,19 +190,22 @@ def report(
     peak: float | None,
     wall: float,
     what: str,
+    high_water: float | None = None,
 ) -> bool:
     count = {
         r: sum(o.result == r for o in outcomes)
         for r in ("caption", "clear error", "busy", "wrong", "unclear error", "failed")
     }
-    good = [o for o in outcomes if o.kind == "good"]
+    good = [o for o in outcomes if o.kind != "bad"]
+    big = [o for o in outcomes if o.kind == "big"]
     bad = [o for o in outcomes if o.kind == "bad"]
     captioned = [o.seconds for o in outcomes if o.result == "caption"]
     refused = [o.seconds for o in outcomes if o.result == "clear error"]
     print(f"model: {what}")
     print(
         f"{planned} requests planned from {args.users} users, {len(outcomes)} sent in {wall:.1f} s "
-        f"({len(outcomes) / wall:.2f} requests/s); {len(good)} good pictures, {len(bad)} bad files; "
+        f"({len(outcomes) / wall:.2f} requests/s); {len(good)} good pictures ({len(big)} of them "
+        f"8000x8000), {len(bad)} bad files; "
         f"beam {args.beam_size}"
     )
     print(
@@ -219,10 +242,14 @@ def report(
             f"({growth:+.1f}%), highest sample during the run {peak:.0f} MiB"
         )
         ok &= growth <= 10.0
+    if high_water is not None:
+        print(f"server peak memory (VmHWM, the most it ever held): {high_water:.0f} MiB")
+        ok &= high_water <= 1536
     else:
         print("server memory: unknown (give --pid with --url)")
     print(
-        "target met: every request captioned, clearly refused or told busy; memory within 10%"
+        "target met: every request captioned, clearly refused or told busy; memory within 10%; "
+        "peak under 1.5 GiB"
         if ok
         else "TARGET MISSED"
     )
@@ -233,11 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="bench-load-"))
     good, bad = make_files(scratch)
+    big = make_big_files(scratch) if args.big else []
     rng = random.Random(args.seed)
-    schedule = [
-        ("bad", rng.choice(bad)) if rng.random() < args.bad else ("good", good[i % len(good)])
-        for i in range(args.requests)
-    ]
+    schedule = []
+    for i in range(args.requests):
+        draw = rng.random()
+        if draw < args.bad:
+            schedule.append(("bad", rng.choice(bad)))
+        elif draw < args.bad + args.big:
+            schedule.append(("big", big[i % len(big)]))
+        else:
+            schedule.append(("good", good[i % len(good)]))
     proc = None
     log_path = scratch / "app.log"
     if args.url:
@@ -305,8 +338,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"warm-up: {len(warm)} requests from {args.users} users; server memory during the run: "
                 + ", ".join(f"{m:.0f} MiB after {n}" for n, m in timeline)
             )
+        high_water = tree_memory(pid)[1] if pid else None
         ok = report(
-            outcomes, len(schedule), args, before, after, peak[0] if pid else None, wall, what
+            outcomes,
+            len(schedule),
+            args,
+            before,
+            after,
+            peak[0] if pid else None,
+            wall,
+            what,
+            high_water,
         )
         return 0 if ok else 1
     except Exception:

@@ -20,6 +20,7 @@ from typing import Any
 
 import gradio as gr
 from PIL import Image
+from starlette.middleware import Middleware
 
 from captioner import (
     Caption,
@@ -32,6 +33,7 @@ from captioner import (
     load_image,
 )
 
+from .guard import RefuseForeignFiles
 from .models import ModelStore
 from .render import Rendered, display_copy, render_gif, render_grid, start_render, word_note
 from .workspace import Workspace
@@ -40,6 +42,11 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 BEAM_SIZES = (1, 5)
+# run in the browser before the caption is shown; passes the event's inputs through unchanged
+CLOSE_ERRORS = """(...args) => {
+  document.querySelectorAll('.toast-body.error [data-testid="toast-close"]').forEach((b) => b.click());
+  return args;
+}"""
 DISPLAY_SIDE = 448  # frames are drawn at this size (longest side)
 
 
@@ -87,13 +94,17 @@ def _image_source(image: Any) -> Any:
 
 
 def _beam_size(value: Any) -> int:
+    """The beam size asked for, brought into 1..5; a value outside is said (a warning)."""
     try:
         beam = int(round(float(value if value is not None else 3)))
     except (TypeError, ValueError, OverflowError):  # "inf" and "1e400" overflow int()
         raise gr.Error(
             "The beam size must be a number from 1 to 5.", print_exception=False
         ) from None
-    return min(max(beam, BEAM_SIZES[0]), BEAM_SIZES[1])
+    clamped = min(max(beam, BEAM_SIZES[0]), BEAM_SIZES[1])
+    if clamped != beam:
+        gr.Warning(f"The beam size goes from 1 to 5, so {beam} was read as {clamped}.")
+    return clamped
 
 
 class CaptionDemo:
@@ -190,10 +201,11 @@ class CaptionDemo:
                 "",
                 "",
                 gr.Radio(choices=[], value=None),
-                gr.Slider(minimum=1, maximum=2, value=1, interactive=False),
+                gr.Slider(minimum=1, maximum=2, value=1, interactive=False, visible=False),
                 None,
                 None,
                 None,
+                gr.skip(),
             )
         try:
             rendered = start_render(captioned.caption, self.workspace.new_folder(), DISPLAY_SIDE)
@@ -213,9 +225,12 @@ class CaptionDemo:
             choices=[(w, i) for i, w in enumerate(rendered.words)], value=0 if n else None
         )
         # a slider needs minimum < maximum: a one-word caption gets a fixed slider over 1..2
-        slider = gr.Slider(minimum=1, maximum=max(n, 2), value=1, step=1, interactive=n > 1)
+        slider = gr.Slider(
+            minimum=1, maximum=max(n, 2), value=1, step=1, interactive=n > 1, visible=n > 0
+        )
         text = rendered.text or "(the model gave no words for this picture)"
-        return rendered, text, info, chips, slider, first, None, None
+        # the beam size used: a typed 9 shows as 5 (a programmatic change: no new run)
+        return rendered, text, info, chips, slider, first, None, None, captioned.beam_size
 
     def animate(self, rendered: Rendered | None) -> str | None:
         """Every other frame, then the downloadable GIF: drawn after the first frame shows."""
@@ -334,8 +349,8 @@ class CaptionDemo:
             # per visitor: the last answer of the model (picture at display size), and its files
             captioned = gr.State(None, time_to_live=3600)
             rendered = gr.State(None, time_to_live=3600)
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=1):
+            with gr.Row(equal_height=False, elem_id="main-row"):
+                with gr.Column(scale=1, elem_classes=["page-column"]):
                     image = gr.Image(
                         label="Picture",
                         type="filepath",
@@ -348,14 +363,14 @@ class CaptionDemo:
                     model_note = gr.Markdown(
                         self.model_note(self.store.default), elem_id="model-note"
                     )
-                    with gr.Row():
+                    with gr.Row(elem_id="action-row"):
                         caption_btn = gr.Button("Caption", variant="primary", elem_id="caption-btn")
                         scene_btn = gr.Button(
                             "New random scene",
                             elem_id="scene-btn",
                             visible=self.scene_maker is not None,
                         )
-                    with gr.Row():
+                    with gr.Row(elem_id="settings-row"):
                         beam = gr.Slider(
                             *BEAM_SIZES,
                             value=3,
@@ -371,15 +386,7 @@ class CaptionDemo:
                             info=None if self.store.names else "no model installed",
                             interactive=len(self.store.names) > 1,
                         )
-                    examples = None
-                    if self.examples:
-                        examples = gr.Examples(
-                            examples=[str(p) for p in self.examples],
-                            inputs=[image],
-                            label="Examples: photos, and scenes like the training data",
-                            api_visibility="private",
-                        )
-                with gr.Column(scale=1):
+                with gr.Column(scale=1, elem_classes=["page-column"]):
                     caption_box = gr.Textbox(
                         label="Caption", interactive=False, buttons=["copy"], elem_id="caption-text"
                     )
@@ -393,7 +400,7 @@ class CaptionDemo:
                         elem_id="attention",
                     )
                     word_names = gr.Markdown("", elem_id="word-names")
-                    slider = gr.Slider(
+                    slider = gr.Slider(  # shown with the first caption
                         1,
                         2,
                         value=1,
@@ -402,15 +409,26 @@ class CaptionDemo:
                         interactive=False,
                         buttons=[],
                         elem_id="word-slider",
+                        visible=False,
                     )
-                    with gr.Row():
+                    with gr.Row(elem_id="step-row"):
                         prev_btn = gr.Button("◀ Previous word", size="sm", elem_id="prev-btn")
                         next_btn = gr.Button("Next word ▶", size="sm", elem_id="next-btn")
+            # below both columns: on a narrow screen the caption and its words come first
+            examples = None
+            if self.examples:
+                examples = gr.Examples(
+                    examples=[str(p) for p in self.examples],
+                    inputs=[image],
+                    label="Examples: photos, and scenes like the training data",
+                    api_visibility="private",
+                    examples_per_page=len(self.examples),
+                )
             grid_open = gr.State(False)  # whether the grid's tab is showing: only then is it drawn
             with gr.Tabs():
                 with gr.Tab("Animated GIF") as gif_tab:
                     gif = gr.Image(
-                        label="All words, animated (download with the button)",
+                        label="All words, animated",
                         format="gif",
                         interactive=False,
                         height=400,
@@ -445,7 +463,7 @@ class CaptionDemo:
                 **model_run,
             )
             page_run = gr.on(
-                [image.change, beam.release, model.input],
+                [image.change, beam.input, model.input],
                 self.caption_if_image,
                 inputs,
                 api_visibility="private",
@@ -458,10 +476,12 @@ class CaptionDemo:
                     run.success(
                         self.show,
                         [captioned],
-                        [rendered, caption_box, info, chips, slider, attention, gif, grid],
+                        [rendered, caption_box, info, chips, slider, attention, gif, grid, beam],
                         api_visibility="private",
                         show_progress="hidden",
                         queue=False,
+                        # a caption succeeded: an earlier error ("add a picture first") is stale
+                        js=CLOSE_ERRORS,
                     )
                     .success(
                         self.animate,
@@ -526,11 +546,18 @@ class CaptionDemo:
         """Arguments for `Blocks.launch` that this page needs (style, files it may serve)."""
         return dict(
             css_paths=[HERE / "style.css"],
+            js=(HERE / "page.js").read_text(encoding="utf-8"),
             theme=_theme(),
             max_file_size="25mb",
             allowed_paths=[str(self.workspace.root), str(HERE / "examples")],
             footer_links=["api", "gradio"],
+            # a file not uploaded here gets one sentence, not Gradio's silent refusal
+            app_kwargs={"middleware": [Middleware(RefuseForeignFiles, allowed=self._file_folders)]},
         )
+
+    def _file_folders(self) -> list[Path]:
+        """Where files named in requests may lie: Gradio's upload folder and what the app serves."""
+        return [upload_folder(), self.workspace.root.resolve(), (HERE / "examples").resolve()]
 
     def launch(self, **kwargs) -> gr.Blocks:
         demo = self.build()
@@ -546,6 +573,15 @@ def _position(value: Any) -> int:
 
 
 def _theme() -> gr.themes.Base:
-    """Gradio's look with system fonts: no font downloads, which a Space or an offline box may not have."""
+    """Gradio's Soft look with system fonts (no font downloads, which a Space or an offline box
+    may not have) and text dark enough to read: WCAG AA contrast (4.5:1) for labels, hints and
+    the primary button, checked by the browser test's accessibility scan."""
     system = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "sans-serif"]
-    return gr.themes.Soft(font=system, font_mono=["ui-monospace", "SFMono-Regular", "monospace"])
+    theme = gr.themes.Soft(font=system, font_mono=["ui-monospace", "SFMono-Regular", "monospace"])
+    return theme.set(
+        block_label_text_color="*primary_700",
+        block_title_text_color="*primary_700",
+        body_text_color_subdued="*neutral_600",
+        button_primary_background_fill="*primary_600",
+        button_primary_background_fill_hover="*primary_700",
+    )

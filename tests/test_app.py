@@ -126,11 +126,12 @@ def test_stepping_through_words_never_runs_the_model(served, model_calls):
     app, _ = served
     _, captioned = app.caption(str(PHOTO), 3)
     assert len(model_calls) == 1
-    rendered, text, _, chips, slider, first, gif, grid = app.show(captioned)
+    rendered, text, _, chips, slider, first, gif, grid, beam = app.show(captioned)
     n = len(rendered.words)
     assert text == rendered.text and n > 2
     assert slider.maximum == n and slider.value == 1 and chips.value == 0
     assert Path(first).is_file() and gif is None and grid is None
+    assert beam == 3 and slider.visible  # the beam size used, shown back on the page
 
     frame, position, chip = app.next_word(rendered, 1)
     assert (position, chip) == (2, 1) and frame != first and Path(frame).is_file()
@@ -153,11 +154,12 @@ def test_one_word_captions_and_cleared_pictures_keep_the_slider_valid(served):
     )
     from demo.app import Captioned
 
-    rendered, _, _, _, slider, first, _, _ = app.show(Captioned(one, "tiny", 3, 0.1))
-    assert slider.maximum == 2 and slider.value == 1 and not slider.interactive
+    rendered, _, _, _, slider, first, _, _, beam = app.show(Captioned(one, "tiny", 3, 0.1))
+    assert slider.maximum == 2 and slider.value == 1 and not slider.interactive and beam == 3
     assert app.next_word(rendered, 1)[1] == 1
     assert app.caption_if_image(None) == (None, None)
     assert app.show(None)[0] is None
+    assert app.show(None)[4].visible is False  # no caption: no word slider
 
 
 def test_random_scene_button(served):
@@ -331,3 +333,71 @@ def test_no_event_of_the_page_opens_a_file_outside_the_upload_folder(served, mon
                 pass  # refused outright: fine
     outside = [p for p in opened if not Path(p).resolve().is_relative_to(upload_folder())]
     assert not outside and str(secret) not in " ".join(opened)
+
+
+@pytest.mark.parametrize("typed, used", [(9, 5), (0, 1), (-3, 1), (2.6, 3)])
+def test_a_beam_size_out_of_range_is_brought_in_and_said(typed, used, monkeypatch):
+    from demo.app import _beam_size
+
+    said = []
+    monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: said.append(message))
+    assert _beam_size(typed) == used
+    if round(typed) != used:
+        assert said == [f"The beam size goes from 1 to 5, so {round(typed)} was read as {used}."]
+    else:
+        assert said == []
+
+
+def test_a_server_path_or_a_bare_string_gets_one_sentence_not_a_silent_refusal(
+    served, capfd, tmp_path
+):
+    import json
+    import urllib.error
+    import urllib.request
+
+    _, client = served
+    url = client.src.rstrip("/") + "/gradio_api/call/caption"
+    server_file = tmp_path / "private.jpg"  # not uploaded, not served by the app
+    server_file.write_bytes(PHOTO.read_bytes())
+    bodies = {
+        "server path": [
+            {"path": str(server_file), "meta": {"_type": "gradio.FileData"}},
+            3,
+            "tiny",
+        ],
+        "bare string": [str(server_file), 3, "tiny"],
+    }
+    for what, data in bodies.items():
+        request = urllib.request.Request(
+            url,
+            data=json.dumps({"data": data}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request)
+        assert refused.value.code == 400, what
+        message = json.loads(refused.value.read())["error"]
+        assert "upload" in message and "\n" not in message and len(message) < 300, message
+    assert "Traceback" not in capfd.readouterr().err
+    # the page's own way, an uploaded file, still works
+    assert client.predict(handle_file(str(PHOTO)), 1, "tiny", api_name="/caption")["words"]
+
+
+def test_the_guard_finds_files_anywhere_in_a_payload(tmp_path):
+    from demo.guard import payload_problem
+
+    inside = tmp_path / "uploads" / "a.png"
+    nested = {"data": [3, {"deep": [{"path": str(inside)}, {"path": "/etc/passwd"}]}]}
+    problem = payload_problem("/gradio_api/queue/join", json_bytes(nested), [tmp_path / "uploads"])
+    assert "'/etc/passwd' was not uploaded to this app" in problem
+    fine = {"data": [{"path": str(inside)}, 3, "tiny"]}
+    assert payload_problem("/gradio_api/call/caption", json_bytes(fine), [tmp_path]) is None
+    assert payload_problem("/gradio_api/call/x", b"not json", [tmp_path]) is None
+    long = {"data": [{"path": "/" + "x" * 5000}]}
+    assert len(payload_problem("/gradio_api/call/x", json_bytes(long), [tmp_path])) < 300
+
+
+def json_bytes(value) -> bytes:
+    import json
+
+    return json.dumps(value).encode()

@@ -24,6 +24,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting'"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
 ]
+from axe_playwright_python.sync_playwright import Axe  # noqa: E402 - required (requirements-dev.txt)
 from playwright import sync_api  # noqa: E402 - required (requirements-dev.txt)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,20 +72,48 @@ def url(tiny_checkpoint, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(url):
+def browser():
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
         )
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.set_default_timeout(30_000)
-            page.goto(
-                url, wait_until="domcontentloaded"
-            )  # never "networkidle": gradio streams events
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+def open_page(browser, url, width: int):
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    page.set_default_timeout(30_000)
+    page.goto(url, wait_until="domcontentloaded")  # never "networkidle": gradio streams events
+    page.locator("#picture input[type=file]").wait_for(state="attached")
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, url):
+    page = open_page(browser, url, 1280)
+    yield page
+    page.close()
+
+
+def caption_photo(page, photo: Path = PHOTO) -> str:
+    """Upload a picture and wait for its caption's first frame; that frame's src."""
+    old = page.evaluate(SRC)
+    page.locator("#picture input[type=file]").set_input_files(str(photo))
+    return new_src(page, old)
+
+
+def serious_violations(page) -> list[str]:
+    """axe-core's findings of impact serious or critical, one line each."""
+    found = Axe().run(page).response["violations"]
+    return [
+        f"{v['id']} ({v['impact']}): {n['target']}"
+        for v in found
+        if v["impact"] in ("serious", "critical")
+        for n in v["nodes"]
+    ]
 
 
 def new_src(page, old: str | None) -> str:
@@ -148,3 +177,101 @@ def test_upload_caption_and_step_through_words(page, tmp_path):
         path = tmp_path / "demo.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 10_000
+
+
+def test_before_a_caption_the_page_shows_no_word_slider_and_a_clean_footer(browser, url):
+    page = open_page(browser, url, 1280)
+    try:
+        assert not page.locator("#word-slider").is_visible()
+        footer = page.locator("footer").inner_text()
+        assert "Built with Gradio" in footer and not footer.strip().endswith("·")
+        page.locator("#caption-btn").click()  # no picture yet: an error ...
+        page.locator(".toast-body.error").wait_for()
+        caption_photo(page)  # ... that goes away once a caption succeeds
+        page.wait_for_function("() => !document.querySelector('.toast-body.error')")
+        assert page.locator("#word-slider").is_visible()
+    finally:
+        page.close()
+
+
+def test_a_typed_beam_size_captions_again_and_out_of_range_is_said(browser, url):
+    page = open_page(browser, url, 1280)
+    try:
+        first = caption_photo(page)
+        beam = page.locator("#settings-row input[type=number]").first
+        beam.fill("9")
+        beam.press("Enter")  # typed and Enter: captions again, with 5
+        new_src(page, first)
+        page.locator(".toast-body.warning").get_by_text("9 was read as 5").wait_for()
+        page.wait_for_function(
+            "() => document.querySelector('#settings-row input[type=number]').value === '5'"
+        )
+        assert "beam 5" in page.locator("#caption-info").inner_text()
+    finally:
+        page.close()
+
+
+def test_the_words_work_from_the_keyboard_and_the_picture_names_its_word(browser, url):
+    page = open_page(browser, url, 1280)
+    try:
+        first = caption_photo(page)
+        chips = page.locator("#word-chips label")
+        words = chips.all_inner_texts()
+        alt = page.locator("#attention img").get_attribute("alt")
+        assert alt == f'Where the model looked for the word "{words[0]}"'
+        page.locator("#word-chips input[type=radio]").first.focus()  # where Tab lands
+        page.keyboard.press("ArrowRight")
+        second = new_src(page, first)
+        assert second != first and "selected" in chips.nth(1).get_attribute("class")
+        page.wait_for_function(
+            "(w) => document.querySelector('#attention img').alt.endsWith(`\"${w}\"`)", arg=words[1]
+        )
+        assert page.locator("#word-slider input[type=number]").input_value() == "2"
+        # Tab moves on from the words: the focus is visible (an outline) wherever it lands
+        page.keyboard.press("Tab")
+        outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+        assert outline not in ("none", ""), outline
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("width", [1280, 400])
+def test_the_page_passes_an_accessibility_scan(browser, url, width):
+    page = open_page(browser, url, width)
+    try:
+        caption_photo(page)
+        page.locator("#gif img[src$='.gif']").wait_for(state="attached")
+        assert serious_violations(page) == []
+    finally:
+        page.close()
+
+
+def test_on_a_narrow_screen_the_caption_and_its_attention_come_first(browser, url, tmp_path):
+    page = open_page(browser, url, 400)
+    try:
+        caption_photo(
+            page, ROOT / "demo" / "examples" / "cat.jpg" if screenshot_wanted() else PHOTO
+        )
+        page.locator("#gif img[src$='.gif']").wait_for(state="attached")
+        top = {
+            name: page.locator(sel).first.bounding_box()["y"]
+            for name, sel in [
+                ("picture", "#picture"),
+                ("caption", "#caption-text"),
+                ("words", "#word-chips"),
+                ("attention", "#attention"),
+                ("controls", "#action-row"),
+                ("examples", "#picture ~ * .gallery, .gallery"),
+            ]
+        }
+        order = sorted(top, key=top.get)
+        assert order[:4] == ["picture", "caption", "words", "attention"], top
+        assert top["attention"] < 1000  # on the first screens, not below the examples
+        assert (
+            page.evaluate("() => document.documentElement.scrollWidth") <= 400
+        )  # no sideways scroll
+        path = ROOT / "docs" / "demo-narrow.png" if screenshot_wanted() else tmp_path / "narrow.png"
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 10_000
+    finally:
+        page.close()
