@@ -13,10 +13,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .runtime import release_free_memory
+
 ImageInput = str | Path | bytes | Image.Image | np.ndarray
 
 # decoded size we accept; larger is refused as a possible decompression bomb
 MAX_PIXELS = 64_000_000
+RELEASE_AFTER = 16_000_000  # pixels decoded at full size, after which freed memory is returned
 MAX_SIDE = 2048  # larger images are reduced on load: no encoder or picture needs more
 
 
@@ -24,8 +27,15 @@ class ImageError(ValueError):
     """The input is not an image we can caption; the message is one sentence for the user."""
 
 
-def load_image(source: ImageInput, max_side: int = MAX_SIDE) -> Image.Image:
-    """An RGB PIL image, EXIF orientation applied, first frame of animations, longest side <= max_side."""
+def load_image(
+    source: ImageInput, max_side: int = MAX_SIDE, max_full_decode: int | None = None
+) -> Image.Image:
+    """An RGB PIL image, EXIF orientation applied, first frame of animations, longest side <= max_side.
+
+    `max_full_decode`: the most pixels of a file decoded at full size. A JPEG is decoded at a
+    reduced scale, but other formats hold all their pixels in memory at once (4 bytes each for
+    RGBA); a server sets this to bound its memory per request (default: MAX_PIXELS, for all).
+    """
     if isinstance(source, np.ndarray):
         return _limit_side(from_array(source), max_side)
     if isinstance(source, Image.Image):
@@ -42,10 +52,10 @@ def load_image(source: ImageInput, max_side: int = MAX_SIDE) -> Image.Image:
         fp = path
     else:
         raise ImageError(f"cannot read an image from a {type(source).__name__}.")
-    return _limit_side(_open(fp, name, max_side), max_side)
+    return _limit_side(_open(fp, name, max_side, max_full_decode or MAX_PIXELS), max_side)
 
 
-def _open(fp, name: str, max_side: int) -> Image.Image:
+def _open(fp, name: str, max_side: int, max_full_decode: int = MAX_PIXELS) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -56,6 +66,11 @@ def _open(fp, name: str, max_side: int) -> Image.Image:
                         f"{name}: {width}x{height} is too large to process "
                         f"(at most {MAX_PIXELS // 1_000_000} megapixels)."
                     )
+                if im.format != "JPEG" and width * height > max_full_decode:
+                    raise ImageError(
+                        f"{name}: {width}x{height} is too large to process here (at most "
+                        f"{max_full_decode / 1e6:.0f} megapixels, unless it is a JPEG)."
+                    )
                 if getattr(im, "is_animated", False):  # not n_frames: that reads every frame
                     im.seek(0)  # animated GIF/WebP/APNG: caption the first frame
                 if im.format == "JPEG":
@@ -63,7 +78,12 @@ def _open(fp, name: str, max_side: int) -> Image.Image:
                 im.load()
                 small = _shrink_early(im, max_side)
                 oriented = ImageOps.exif_transpose(small) or small
-                return to_rgb(oriented)
+                rgb = to_rgb(oriented)
+                decoded = im.width * im.height  # after draft: a JPEG's reduced size
+        im = small = oriented = None  # drop the full-size pixels ...
+        if decoded >= RELEASE_AFTER:  # ... and give their memory back to the system
+            release_free_memory()
+        return rgb
     except ImageError:
         raise
     except UnidentifiedImageError:

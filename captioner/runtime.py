@@ -34,3 +34,16 @@ def tune_malloc(
     ok &= mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
     ok &= mallopt(_M_ARENA_MAX, arena_max) == 1
     return bool(ok)
+
+
+def release_free_memory() -> bool:
+    """Give the heap's free memory back to the system (glibc's malloc_trim), e.g. after one
+    large picture was decoded: with `tune_malloc`'s trim threshold it would otherwise stay with
+    the process. A few milliseconds; returns False where this is not glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):
+        return False

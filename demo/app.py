@@ -48,6 +48,9 @@ CLOSE_ERRORS = """(...args) => {
   return args;
 }"""
 DISPLAY_SIDE = 448  # frames are drawn at this size (longest side)
+# An upload other than a JPEG is decoded at full size: at most this many pixels (8K, 4 bytes each),
+# so that no accepted upload takes the server past 1.5 GB (see `python -m bench.load --big`)
+MAX_FULL_DECODE = 36_000_000
 
 
 @dataclass
@@ -159,7 +162,7 @@ class CaptionDemo:
         try:
             captioner = self.store.get(model or None)
             name = model or self.store.default  # a known name: get() refused any other
-            picture = load_image(_image_source(image))
+            picture = load_image(_image_source(image), max_full_decode=MAX_FULL_DECODE)
             start = time.perf_counter()
             cap = captioner.caption(picture, beam_size=beam)
             seconds = time.perf_counter() - start

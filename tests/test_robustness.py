@@ -365,3 +365,14 @@ def test_a_small_file_of_huge_dimensions_does_not_cost_gigabytes(tmp_path):
     extra_mb = int(out[0])
     assert "(2048, 2048) RGB (132, 227, 142)" in out[1]  # half-transparent green over white
     assert extra_mb < 600, f"loading it took {extra_mb} MB more"  # 245 MB is the decoded image
+
+
+def test_a_server_can_bound_what_is_decoded_at_full_size(tmp_path):
+    """A JPEG is decoded at a reduced scale; other formats need every pixel in memory."""
+    png, jpeg = tmp_path / "wide.png", tmp_path / "wide.jpg"
+    Image.new("L", (7000, 6000), 90).save(png)
+    Image.new("RGB", (7000, 6000), (90, 90, 90)).save(jpeg, quality=70)
+    with pytest.raises(ImageError, match=r"wide.png: 7000x6000 is too large to process here"):
+        load_image(png, max_full_decode=36_000_000)
+    assert load_image(jpeg, max_full_decode=36_000_000).size == (2048, 1755)
+    assert load_image(png).size == (2048, 1755)  # the library's own limit is 64 megapixels
