@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .runtime import release_free_memory
-
 ImageInput = str | Path | bytes | Image.Image | np.ndarray
 
 # decoded size we accept; larger is refused as a possible decompression bomb
@@ -82,6 +80,8 @@ def _open(fp, name: str, max_side: int, max_full_decode: int = MAX_PIXELS) -> Im
                 decoded = im.width * im.height  # after draft: a JPEG's reduced size
         im = small = oriented = None  # drop the full-size pixels ...
         if decoded >= RELEASE_AFTER:  # ... and give their memory back to the system
+            from .runtime import release_free_memory  # here: this module imports only Pillow
+
             release_free_memory()
         return rgb
     except ImageError:
