@@ -401,3 +401,43 @@ def json_bytes(value) -> bytes:
     import json
 
     return json.dumps(value).encode()
+
+
+def test_the_api_answers_exactly_what_the_library_gives_for_that_beam_size(served, tiny_checkpoint):
+    """Same picture, beam size and model: the same words, score and attention as the library."""
+    from captioner import Captioner, load_image
+
+    _, client = served
+    library = Captioner.load(tiny_checkpoint)
+    answers = {}
+    for beam in (1, 3, 5):
+        api = client.predict(handle_file(str(PHOTO)), beam, "tiny", api_name="/caption")
+        own = library.caption(load_image(PHOTO), beam_size=beam)
+        assert api["beam_size"] == beam and api["model"] == "tiny"
+        assert api["words"] == own.words and api["caption"] == own.text
+        assert api["score"] == pytest.approx(own.score, abs=1e-5)
+        assert np.allclose(np.asarray(api["alphas"]), own.alphas, atol=1e-5)
+        answers[beam] = (tuple(own.words), round(own.score, 4))
+
+
+def test_the_app_s_handler_uses_the_beam_size_asked_for_with_the_default_model():
+    """For this photo the default model's caption depends on the beam size, so an app that
+    ignored the beam size (or always used 3) would give the wrong caption here."""
+    from captioner import Captioner, default_checkpoint_dir, load_image
+    from demo import CaptionDemo
+
+    photo = ROOT / "demo" / "examples" / "motorcycle.jpg"
+    app = CaptionDemo.create(checkpoint=default_checkpoint_dir(), warm=False, scene_maker=None)
+    try:
+        library = Captioner.load()
+        texts = set()
+        for beam in (1, 3, 5):
+            result, captioned = app.caption(str(photo), beam)
+            own = library.caption(load_image(photo), beam_size=beam)
+            assert result["words"] == own.words and result["beam_size"] == beam
+            assert result["score"] == pytest.approx(own.score, abs=1e-5)
+            assert np.allclose(captioned.caption.alphas, own.alphas, atol=1e-6)
+            texts.add(own.text)
+        assert len(texts) > 1, texts
+    finally:
+        app.workspace.close()

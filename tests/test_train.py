@@ -217,3 +217,25 @@ def test_an_unreadable_training_image_is_left_out(shapes_data, tmp_path):
     meta = json.loads((cache / "efficientnet-lite2-train.json").read_text())
     assert meta["bad_ids"] == [broken["imgid"]]
     assert load_checkpoint(out / "last").extra["train_state"]["epoch"] == 1
+
+
+def test_a_resumed_run_ends_with_the_weights_and_adam_state_of_an_uninterrupted_one(
+    shapes_data, tmp_path
+):
+    """One epoch, stop, --resume for the second: bit for bit the run that never stopped, so the
+    saved state (Adam's step and moments included) is the state that was saved."""
+    from safetensors.torch import load_file
+
+    cache = tmp_path / "cache"
+    common = ["--data", str(shapes_data), "--cache", str(cache), "--dropout", "0", *TINY]
+    run(*common, "--out", str(tmp_path / "straight"), "--epochs", "2")
+    run(*common, "--out", str(tmp_path / "stopped"), "--epochs", "1")
+    run(*common, "--out", str(tmp_path / "stopped"), "--epochs", "2", "--resume")
+    for name in ("model.safetensors", "training.safetensors"):
+        straight = load_file(tmp_path / "straight" / "last" / name)
+        resumed = load_file(tmp_path / "stopped" / "last" / name)
+        assert straight.keys() == resumed.keys() and straight
+        different = [k for k in straight if not torch.equal(straight[k], resumed[k])]
+        assert not different, f"{name}: {different[:5]}"
+    steps = [k for k in straight if k.endswith(".step")]
+    assert steps and all(float(straight[k]) > 0 for k in steps)  # Adam's state is really there
