@@ -93,7 +93,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_big_files(folder: Path) -> list[Path]:
-    """Small files that decode to 64 megapixels: the most memory an accepted upload can take."""
+    """Small files of huge dimensions: 8000x8000 PNGs (RGBA, 16-bit gray; over the demo's
+    full-decode limit) and JPEG, and a 35.9-megapixel PNG, the largest the demo decodes at full size."""
     import numpy as np
     from PIL import Image
 

@@ -11,6 +11,16 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 
+def _glibc_function(name: str):
+    """A function of the C library, or None where this is not Linux or it has no such function."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def tune_malloc(
     mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 30, arena_max: int = 2
 ) -> bool:
@@ -22,12 +32,8 @@ def tune_malloc(
     and a web server's worker threads would each keep their peak (+16% resident memory under
     load, measured by bench/load.py). Returns False where this is not glibc.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = _glibc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok = mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1
@@ -40,10 +46,5 @@ def release_free_memory() -> bool:
     """Give the heap's free memory back to the system (glibc's malloc_trim), e.g. after one
     large picture was decoded: with `tune_malloc`'s trim threshold it would otherwise stay with
     the process. A few milliseconds; returns False where this is not glibc."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
+    malloc_trim = _glibc_function("malloc_trim")
+    return malloc_trim is not None and bool(malloc_trim(0))

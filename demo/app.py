@@ -552,15 +552,19 @@ class CaptionDemo:
             js=(HERE / "page.js").read_text(encoding="utf-8"),
             theme=_theme(),
             max_file_size="25mb",
-            allowed_paths=[str(self.workspace.root), str(HERE / "examples")],
+            allowed_paths=[str(folder) for folder in self._served_folders()],
             footer_links=["api", "gradio"],
             # a file not uploaded here gets one sentence, not Gradio's silent refusal
             app_kwargs={"middleware": [Middleware(RefuseForeignFiles, allowed=self._file_folders)]},
         )
 
+    def _served_folders(self) -> list[Path]:
+        """The app's own files that Gradio may serve: the drawn frames and the examples."""
+        return [self.workspace.root.resolve(), (HERE / "examples").resolve()]
+
     def _file_folders(self) -> list[Path]:
         """Where files named in requests may lie: Gradio's upload folder and what the app serves."""
-        return [upload_folder(), self.workspace.root.resolve(), (HERE / "examples").resolve()]
+        return [upload_folder(), *self._served_folders()]
 
     def launch(self, **kwargs) -> gr.Blocks:
         demo = self.build()

@@ -9,11 +9,12 @@ or when the picture of `/caption` is a bare string instead of an uploaded file.
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from .models import shown
 
 PICTURE_ENDPOINTS = ("caption", "caption_if_image")  # their first input is the picture
 SHOWN = 60  # at most this much of a path is echoed
@@ -29,10 +30,6 @@ def _files(value: Any) -> Iterator[str]:
     elif isinstance(value, list):
         for v in value:
             yield from _files(v)
-
-
-def _shown(path: str) -> str:
-    return html.escape(repr(path[:SHOWN] + ("..." if len(path) > SHOWN else "")), quote=False)
 
 
 def payload_problem(route: str, body: bytes, allowed: list[Path]) -> str | None:
@@ -54,10 +51,10 @@ def payload_problem(route: str, body: bytes, allowed: list[Path]) -> str | None:
         try:
             resolved = Path(path).resolve()
         except (OSError, ValueError):
-            return f"The file {_shown(path)} cannot be used: upload the picture to this app first."
+            return f"The file {shown(path, SHOWN)} cannot be used: upload the picture to this app first."
         if not any(resolved.is_relative_to(folder) for folder in allowed):
             return (
-                f"The file {_shown(path)} was not uploaded to this app: upload the picture "
+                f"The file {shown(path, SHOWN)} was not uploaded to this app: upload the picture "
                 "first (POST /gradio_api/upload) and send the path it returns."
             )
     return None

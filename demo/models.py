@@ -19,9 +19,9 @@ from captioner import Captioner, CheckpointError, find_checkpoints
 SHOWN_CHARS = 40  # of a name a request sent, at most this much is echoed in a message
 
 
-def shown(text: str) -> str:
+def shown(text: str, limit: int = SHOWN_CHARS) -> str:
     """A short, escaped prefix of something a request sent, safe to put in a message."""
-    prefix = text[:SHOWN_CHARS] + ("..." if len(text) > SHOWN_CHARS else "")
+    prefix = text[:limit] + ("..." if len(text) > limit else "")
     return html.escape(repr(prefix), quote=False)  # Gradio shows messages as HTML
 
 
