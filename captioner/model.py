@@ -25,6 +25,7 @@ from .decoder import Decoder, DecoderConfig
 from .encoders import GRID, Encoder
 from .images import ImageInput, load_image
 from .names import NameChoice, fill_slots, fix_articles, imagenet_names, name_slots
+from .packed import InferenceDecoder
 from .vocab import SLOTS, Vocabulary
 
 
@@ -104,6 +105,7 @@ class Captioner:
         self.max_len = max_len  # decoding defaults, saved with the model
         self.no_repeat_ngram = no_repeat_ngram
         self.extra: dict = {}
+        self._inference_decoder = InferenceDecoder()  # packed copy for CPU beam search
 
     @classmethod
     def create(
@@ -232,7 +234,7 @@ class Captioner:
         `images`: the B pictures the features came from, kept in each `Caption` for drawing."""
         slots = [self.vocab.stoi[w] for w in SLOTS if w in self.vocab.stoi]
         hyps = beam_search(
-            self.decoder,
+            self._inference_decoder(self.decoder),  # same weights, packed when that is exact
             features,
             self.vocab.start,
             self.vocab.end,

@@ -33,8 +33,9 @@ def test_grid_cell_row_col_is_annotation_vector_row_times_14_plus_col(row, col):
     encoder = Encoder.__new__(Encoder)
     torch.nn.Module.__init__(encoder)
     encoder.features = Spike(row, col)
-    feats = encoder(torch.zeros(1, 3, 448, 448))  # (1, 196, C)
-    assert int(feats[0, :, 0].argmax()) == row * GRID + col
+    encoder.memory_format, encoder.cpu_batch = torch.channels_last, 2  # as Encoder() sets them
+    feats = encoder(torch.zeros(3, 3, 448, 448))  # (3, 196, C), encoded in chunks of 2
+    assert [int(f[:, 0].argmax()) for f in feats] == [row * GRID + col] * 3
 
 
 def test_the_real_encoder_sees_a_bright_patch_top_right_in_the_top_right_cells():
