@@ -107,6 +107,28 @@ def load_model(checkpoint: str | None, seed: int = 0) -> tuple[Captioner, str]:
     )
 
 
+def tutorial_sized_model(seed: int = 0) -> tuple[Captioner, str]:
+    """Random decoder weights at the tutorial's sizes: embedding, attention and LSTM 512,
+    vocabulary 1000, no deep output or coverage, on EfficientNet-Lite2's 1280 channels.
+
+    The weights are rounded to fp16, as every saved checkpoint holds them, so the model decodes
+    as a loaded one does (packed; see `captioner.packed`); the tutorial code gets the same values.
+    """
+    torch.manual_seed(seed)
+    model = Captioner.create(
+        "efficientnet-lite2",
+        random_vocab(996),  # + 4 special words = 1000
+        embed_dim=512,
+        attention_dim=512,
+        decoder_dim=512,
+        deep_output=False,
+    )
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.copy_(p.half().float())
+    return model, "tutorial sizes (512/512/512, vocabulary 1000, random fp16 weights)"
+
+
 def photos(n: int, side: int = 448) -> list[Image.Image]:
     """`n` RGB photos from scikit-image's CC0 set (mirrored/cropped copies beyond the first few)."""
     from skimage import data

@@ -1,9 +1,11 @@
 """Beam-search decoding speed: our batched search vs the tutorial's one-image-at-a-time search.
 
-    python -m bench.decode [--checkpoint DIR] [--images 16] [--repeats 5]
+    python -m bench.decode [--checkpoint DIR] [--sizes both] [--images 16] [--repeats 5]
 
 Features are encoded once up front; only decoding is timed. Both searches load the same
 weights, so the captions must agree; any that do not are listed with the likely reason.
+Two models by default: the default checkpoint, and random weights at the tutorial's own sizes
+(512/512/512, vocabulary 1000), the like-for-like comparison with the tutorial's code.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .common import (
     print_table,
     setup,
     spread,
+    tutorial_sized_model,
 )
 
 
@@ -40,21 +43,16 @@ def explain(ours, theirs_score: float, finished_early: bool) -> str:
     return "tutorial scores higher"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = base_parser(__doc__.splitlines()[0], repeats=5)
-    p.add_argument("--images", type=int, default=16, help="images in the batched comparison")
-    p.add_argument("--beams", type=int, nargs="+", default=[3, 5])
-    p.add_argument("--max-len", type=int, default=None, help="default: the model's (20)")
-    p.add_argument("--no-thread-sweep", action="store_true", help="skip the 1-vs-2 threads table")
-    args = p.parse_args(argv)
-    setup(args)
-    model, what = load_model(args.checkpoint)
+def compare(model, what: str, pictures, args, results: dict, key: str) -> None:
+    """Our batched search against the tutorial's per-image search on one model; prints tables.
+
+    `results[(key, beam, images)]` gets (ours, tutorial) ms per image."""
     max_len = args.max_len or model.max_len
     vocab = model.vocab
-    features = model.encode(photos(args.images))  # (N, 196, C)
+    features = model.encode(pictures)  # (N, 196, C)
     one = features[:1]  # (1, 196, C): the astronaut
     tutorial = sf.DecoderWithAttention.from_decoder(model.decoder).eval()
-    decoder = model.decoder.eval()
+    decoder = model.inference_decoder()  # what Captioner.decode runs
     banned = (vocab.start, vocab.pad)  # as Captioner.decode calls it
     print(
         f"# model: {what}; {args.images} photos; max_len {max_len}; medians of "
@@ -89,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             {"ours 1": ours_one, "tutorial 1": theirs_one}, 3 * args.repeats, clock=args.clock
         )
         o, s = median_ms(t["ours 1"]), median_ms(t["tutorial 1"])
+        results[(key, k, 1)] = (o, s)
         rows.append(
             [
                 k,
@@ -110,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         n = features.size(0)
         o, s = median_ms(t["ours N"]) / n, median_ms(t["tutorial N"]) / n
+        results[(key, k, n)] = (o, s)
         rows.append(
             [
                 k,
@@ -164,6 +164,36 @@ def main(argv: list[str] | None = None) -> int:
             title="Disagreements",
         )
 
+
+def main(argv: list[str] | None = None, results: dict | None = None) -> int:
+    p = base_parser(__doc__.splitlines()[0], repeats=5)
+    p.add_argument("--images", type=int, default=16, help="images in the batched comparison")
+    p.add_argument("--beams", type=int, nargs="+", default=[3, 5])
+    p.add_argument("--max-len", type=int, default=None, help="default: the model's (20)")
+    p.add_argument("--no-thread-sweep", action="store_true", help="skip the 1-vs-2 threads table")
+    p.add_argument(
+        "--sizes",
+        choices=["model", "tutorial", "both"],
+        default="both",
+        help="the checkpoint's model, random weights at the tutorial's sizes, or both (default)",
+    )
+    args = p.parse_args(argv)
+    setup(args)
+    pictures = photos(args.images)
+    results = {} if results is None else results
+    models = []
+    if args.sizes in ("model", "both"):
+        models.append(("model", *load_model(args.checkpoint)))
+    if args.sizes in ("tutorial", "both"):
+        models.append(("tutorial", *tutorial_sized_model()))
+    for key, model, what in models:
+        compare(model, what, pictures, args, results, key)
+    model = models[0][1]
+    vocab, decoder = model.vocab, model.inference_decoder()
+    features = model.encode(pictures)  # (N, 196, C)
+    one = features[:1]
+    max_len = args.max_len or model.max_len
+    banned = (vocab.start, vocab.pad)
     if not args.no_thread_sweep:
         default_threads = torch.get_num_threads()
         sweep = {}

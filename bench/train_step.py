@@ -1,10 +1,11 @@
 """Training throughput from cached features: our `TrainingModule` + Adam vs the tutorial's step.
 
-    python -m bench.train_step [--checkpoint DIR] [--batch-size 64] [--repeats 3]
+    python -m bench.train_step [--checkpoint DIR] [--sizes both] [--batch-size 64] [--repeats 3]
 
 Random fp32 features (batch, 196, 1280) and captions of 12-16 words stand in for a cached
 batch. Both decoders start from the same weights; with dropout off their first-step losses
-must agree.
+must agree. Two models by default: the default checkpoint's sizes, and the tutorial's own
+(512/512/512, vocabulary 1000).
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ import torch
 from captioner.train import TrainingModule, pad_captions, train_one_epoch
 
 from . import straightforward as sf
-from .common import alternate, base_parser, fmt, load_model, median_ms, print_table, setup, spread
+from .common import (
+    alternate,
+    base_parser,
+    fmt,
+    load_model,
+    median_ms,
+    print_table,
+    setup,
+    spread,
+    tutorial_sized_model,
+)
 
 
 class OneBatch:
@@ -70,20 +81,8 @@ def first_step_check(model, features, captions, alpha_c: float) -> tuple[float, 
     return ours.item(), theirs.item(), worst
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = base_parser(__doc__.splitlines()[0], repeats=3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--min-words", type=int, default=12)
-    p.add_argument("--max-words", type=int, default=16)
-    p.add_argument("--lr", type=float, default=4e-4)
-    p.add_argument("--alpha-c", type=float, default=1.0)
-    p.add_argument("--grad-clip", type=float, default=5.0)
-    p.add_argument(
-        "--thread-sweep", action="store_true", help="also time ours at 1 thread vs the default"
-    )
-    args = p.parse_args(argv)
-    setup(args)
-    model, what = load_model(args.checkpoint)
+def compare(model, what: str, args) -> float:
+    """Times our step and the tutorial's on one model; prints a table; returns ours / theirs."""
     c = model.decoder.config
     features, captions = make_batch(
         args.batch_size, c.vocab_size, c.encoder_dim, args.min_words, args.max_words
@@ -156,6 +155,33 @@ def main(argv: list[str] | None = None) -> int:
         f"first-step loss, dropout off: ours {ours_loss:.6f}, tutorial {their_loss:.6f}, "
         f"|difference| {abs(ours_loss - their_loss):.2e}; max |gradient difference| {grad_diff:.2e}"
     )
+    return s / o
+
+
+def main(argv: list[str] | None = None, results: dict | None = None) -> int:
+    p = base_parser(__doc__.splitlines()[0], repeats=3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--min-words", type=int, default=12)
+    p.add_argument("--max-words", type=int, default=16)
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--alpha-c", type=float, default=1.0)
+    p.add_argument("--grad-clip", type=float, default=5.0)
+    p.add_argument(
+        "--thread-sweep", action="store_true", help="also time ours at 1 thread vs the default"
+    )
+    p.add_argument(
+        "--sizes",
+        choices=["model", "tutorial", "both"],
+        default="both",
+        help="the checkpoint's model, random weights at the tutorial's sizes, or both (default)",
+    )
+    args = p.parse_args(argv)
+    setup(args)
+    results = {} if results is None else results  # ours / tutorial captions per second
+    if args.sizes in ("model", "both"):
+        results["model"] = compare(*load_model(args.checkpoint), args)
+    if args.sizes in ("tutorial", "both"):
+        results["tutorial"] = compare(*tutorial_sized_model(), args)
     return 0
 
 

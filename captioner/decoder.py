@@ -75,10 +75,12 @@ class SoftAttention(nn.Module):
         The sum inside is (B, K, P, A), 19 MB for 16 images x 3 beams. On a CPU it is computed a
         few images at a time (`CPU_BLOCK` values), so each block stays in cache between the add,
         the ReLU and the reduction instead of going to memory and back: half the time at 16
-        images. On a GPU it is one block.
+        images. On a GPU, and when gradients are recorded, it is one block.
         """
         b, k, p, a = projected.size(0), att2.size(1), projected.size(1), projected.size(2)
-        rows = b if projected.is_cuda else max(1, self.CPU_BLOCK // (k * p * a))
+        rows = max(1, self.CPU_BLOCK // (k * p * a))
+        if projected.is_cuda or torch.is_grad_enabled():
+            rows = b  # training keeps every block for the backward pass: blocks were slower there
         blocks = []
         for i in range(0, b, rows):
             att = projected[i : i + rows].unsqueeze(1) + att2[i : i + rows].unsqueeze(2)
@@ -89,7 +91,7 @@ class SoftAttention(nn.Module):
                 # which the optimizer could only learn to weigh after very many steps
                 weight = self.coverage_att.weight.view(-1) * p  # (A,); = coverage_att(P * cov)
                 att = torch.addcmul(att, coverage[i : i + rows].unsqueeze(3), weight)
-            att = torch.relu_(att) if not torch.is_grad_enabled() else torch.relu(att)
+            att = torch.relu_(att)  # in place: the sum itself is not needed for the gradient
             blocks.append(self.full_att(att).squeeze(3))  # (rows, K, P)
         return blocks[0] if len(blocks) == 1 else torch.cat(blocks)  # (B, K, P)
 

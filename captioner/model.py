@@ -105,7 +105,7 @@ class Captioner:
         self.max_len = max_len  # decoding defaults, saved with the model
         self.no_repeat_ngram = no_repeat_ngram
         self.extra: dict = {}
-        self._inference_decoder = InferenceDecoder()  # packed copy for CPU beam search
+        self._packed = InferenceDecoder()  # the decoder's packed copy for CPU beam search
 
     @classmethod
     def create(
@@ -213,6 +213,11 @@ class Captioner:
         self.decoder.to(device)
         return self
 
+    def inference_decoder(self) -> Decoder:
+        """The decoder that beam search runs: its CPU-packed copy where packing is exact
+        (`captioner.packed`), else the decoder itself."""
+        return self._packed(self.decoder)
+
     @torch.no_grad()
     def encode(self, images: Sequence) -> torch.Tensor:
         """RGB PIL images -> annotation vectors (B, 196, C)."""
@@ -234,7 +239,7 @@ class Captioner:
         `images`: the B pictures the features came from, kept in each `Caption` for drawing."""
         slots = [self.vocab.stoi[w] for w in SLOTS if w in self.vocab.stoi]
         hyps = beam_search(
-            self._inference_decoder(self.decoder),  # same weights, packed when that is exact
+            self.inference_decoder(),
             features,
             self.vocab.start,
             self.vocab.end,
