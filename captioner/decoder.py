@@ -196,10 +196,12 @@ class Decoder(nn.Module):
             bt = int((lengths > t).sum())  # captions that still have a word to predict
             if bt == 0:
                 break
-            if coverage is not None:
-                coverage = coverage[:bt]  # (bt, 1, P)
+            if bt < h.size(0):  # slice only when captions have ended since the last step: a
+                # slice's gradient is a zero-filled copy of the whole (25 MB for `projected`)
+                h, c, features, projected = h[:bt], c[:bt], features[:bt], projected[:bt]
+                coverage = None if coverage is None else coverage[:bt]  # (bt, 1, P)
             out, h, c, alpha = self.step(
-                captions[:bt, t : t + 1], h[:bt], c[:bt], features[:bt], projected[:bt], coverage
+                captions[:bt, t : t + 1], h, c, features, projected, coverage
             )
             if coverage is not None:
                 coverage = coverage + alpha  # (bt, 1, P)
