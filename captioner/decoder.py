@@ -81,19 +81,31 @@ class SoftAttention(nn.Module):
         rows = max(1, self.CPU_BLOCK // (k * p * a))
         if projected.is_cuda or torch.is_grad_enabled():
             rows = b  # training keeps every block for the backward pass: blocks were slower there
-        blocks = []
-        for i in range(0, b, rows):
-            att = projected[i : i + rows].unsqueeze(1) + att2[i : i + rows].unsqueeze(2)
-            if (
-                self.coverage_att is not None
-            ):  # coverage (B, K, P): attention summed over past steps
-                # in units of a uniform share (1/P): a looked-at cell holds ~1-10, not ~0.01-0.05,
-                # which the optimizer could only learn to weigh after very many steps
-                weight = self.coverage_att.weight.view(-1) * p  # (A,); = coverage_att(P * cov)
-                att = torch.addcmul(att, coverage[i : i + rows].unsqueeze(3), weight)
-            att = torch.relu_(att)  # in place: the sum itself is not needed for the gradient
-            blocks.append(self.full_att(att).squeeze(3))  # (rows, K, P)
-        return blocks[0] if len(blocks) == 1 else torch.cat(blocks)  # (B, K, P)
+        if rows >= b:  # one block: no slices, whose gradients would be zero-filled copies
+            return self._scores(projected, att2, coverage)
+        return torch.cat(
+            [
+                self._scores(
+                    projected[i : i + rows],
+                    att2[i : i + rows],
+                    None if coverage is None else coverage[i : i + rows],
+                )
+                for i in range(0, b, rows)
+            ]
+        )  # (B, K, P)
+
+    def _scores(
+        self, projected: torch.Tensor, att2: torch.Tensor, coverage: torch.Tensor | None
+    ) -> torch.Tensor:
+        att = projected.unsqueeze(1) + att2.unsqueeze(2)  # (B, K, P, A)
+        if self.coverage_att is not None:  # coverage (B, K, P): attention summed over past steps
+            # in units of a uniform share (1/P): a looked-at cell holds ~1-10, not ~0.01-0.05,
+            # which the optimizer could only learn to weigh after very many steps
+            p = coverage.size(2)
+            weight = self.coverage_att.weight.view(-1) * p  # (A,); = coverage_att(P * cov)
+            att = torch.addcmul(att, coverage.unsqueeze(3), weight)  # (B, K, P, A)
+        att = torch.relu_(att)  # in place: the sum itself is not needed for the gradient
+        return self.full_att(att).squeeze(3)  # (B, K, P)
 
 
 class Decoder(nn.Module):
