@@ -1,6 +1,6 @@
 """Serve the captioning demo (also the Hugging Face Space entry point).
 
-    python app.py [--checkpoint FOLDER] [--share]
+    python app.py [--checkpoint FOLDER] [--encoder-runtime onnxruntime] [--share]
 
 Listens on $GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT, by default 127.0.0.1:7860.
 """
@@ -27,6 +27,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "every folder under checkpoints/ is offered too",
     )
     p.add_argument(
+        "--encoder-runtime",
+        choices=["torch", "onnxruntime"],
+        default=os.environ.get("CAPTIONER_ENCODER_RUNTIME", "torch"),
+        help="run the encoder with torch (default) or onnxruntime, about 2x faster on a CPU "
+        "(`pip install onnxruntime onnx`); default from $CAPTIONER_ENCODER_RUNTIME",
+    )
+    p.add_argument(
         "--share", action="store_true", help="also serve through a public gradio.live link"
     )
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
@@ -36,14 +43,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from captioner import CheckpointError, tune_malloc
+    from captioner import CheckpointError, EncoderRuntimeError, tune_malloc
 
     tune_malloc()
     from demo import CaptionDemo
 
     try:
-        app = CaptionDemo.create(checkpoint=args.checkpoint)
-    except CheckpointError as e:
+        app = CaptionDemo.create(checkpoint=args.checkpoint, encoder_runtime=args.encoder_runtime)
+    except (CheckpointError, EncoderRuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     # A Space or a container stops the app with SIGTERM, which by default ends Python without

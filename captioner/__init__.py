@@ -11,6 +11,7 @@ from .checkpoint import CheckpointError, find_checkpoints, is_checkpoint
 from .encoders import ENCODERS, Encoder, EncoderWeightsError
 from .images import ImageError, load_image
 from .model import Caption, Captioner, default_checkpoint_dir
+from .onnx_encoder import EncoderRuntimeError
 from .runtime import tune_malloc
 from .scenes import RandomScene, SceneMaker
 from .vocab import Vocabulary, tokenize
@@ -23,6 +24,7 @@ __all__ = [
     "CheckpointError",
     "ENCODERS",
     "Encoder",
+    "EncoderRuntimeError",
     "EncoderWeightsError",
     "ImageError",
     "RandomScene",

@@ -52,10 +52,15 @@ def main(args: argparse.Namespace) -> int:
     from .encoders import EncoderWeightsError
     from .images import ImageError, load_image
     from .model import Captioner
+    from .onnx_encoder import EncoderRuntimeError
 
     try:
-        model = Captioner.load(args.checkpoint, encoder_weights=args.encoder_weights)
-    except (CheckpointError, EncoderWeightsError) as e:
+        model = Captioner.load(
+            args.checkpoint,
+            encoder_weights=args.encoder_weights,
+            encoder_runtime=args.encoder_runtime,
+        )
+    except (CheckpointError, EncoderWeightsError, EncoderRuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     failed = 0
@@ -105,8 +110,11 @@ def expected_error(e: BaseException) -> str | None:
     from .data.karpathy import DataError
     from .encoders import EncoderWeightsError
     from .images import ImageError
+    from .onnx_encoder import EncoderRuntimeError
 
-    if isinstance(e, (CheckpointError, DataError, EncoderWeightsError, ImageError)):
+    if isinstance(
+        e, (CheckpointError, DataError, EncoderWeightsError, EncoderRuntimeError, ImageError)
+    ):
         return str(e)
     if isinstance(e, FileNotFoundError):
         return f"{e.filename}: {e.strerror}" if e.filename else str(e)

@@ -247,6 +247,7 @@ def main(args: argparse.Namespace) -> int:
     skipped, 3 if none or too many (more than 1%, without --allow-missing) could be scored."""
     from .checkpoint import CheckpointError
     from .encoders import EncoderWeightsError
+    from .onnx_encoder import EncoderRuntimeError
 
     for name in ("batch_size", "max_images"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -272,8 +273,12 @@ def main(args: argparse.Namespace) -> int:
     records = [r for r in records if r.id not in missing]
     vocabulary = object_vocabulary(r.objects for r in everything if r.objects)
     try:
-        model = Captioner.load(args.checkpoint, encoder_weights=args.encoder_weights)
-    except (CheckpointError, EncoderWeightsError) as e:
+        model = Captioner.load(
+            args.checkpoint,
+            encoder_weights=args.encoder_weights,
+            encoder_runtime=args.encoder_runtime,
+        )
+    except (CheckpointError, EncoderWeightsError, EncoderRuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

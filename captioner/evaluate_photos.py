@@ -294,7 +294,11 @@ def main(args: argparse.Namespace) -> int:
             f"error: no labelled photos of split {args.split!r} in {args.photos}", file=sys.stderr
         )
         return 2
-    model = Captioner.load(args.checkpoint, encoder_weights=args.encoder_weights)
+    model = Captioner.load(
+        args.checkpoint,
+        encoder_weights=args.encoder_weights,
+        encoder_runtime=args.encoder_runtime,
+    )
     result = {"held_out": score_photos(model, photos, **decoding_kwargs(args))}
     if args.examples:
         demo = demo_photos(args.examples)

@@ -136,11 +136,13 @@ class Captioner:
         path: str | Path | None = None,
         encoder_weights: str | None = None,
         pretrained_encoder: bool = True,
+        encoder_runtime: str = "torch",
     ) -> Captioner:
         """Load a checkpoint folder (default: `default_checkpoint_dir()`).
 
         Encoder weights come from the checkpoint where it was fine-tuned, else from the encoder's
-        pretrained source or `encoder_weights`.
+        pretrained source or `encoder_weights`. `encoder_runtime="onnxruntime"` runs the encoder
+        with ONNX Runtime on a CPU (faster; optional package; see `Encoder.set_runtime`).
         """
         if path is None:
             path = default_checkpoint_dir()
@@ -161,6 +163,7 @@ class Captioner:
         load_state_checked(decoder, data.decoder_state, path / WEIGHTS)
         if data.encoder_state:
             load_state_checked(encoder, data.encoder_state, path / WEIGHTS, strict=False)
+        encoder.set_runtime(encoder_runtime)  # after its weights are final: they are exported
         model = cls(
             encoder, decoder, data.vocab, max_len=data.max_len, no_repeat_ngram=data.no_repeat_ngram
         )

@@ -134,14 +134,18 @@ class CaptionDemo:
         checkpoint: str | Path | None = None,
         checkpoints_root: str | Path | None = None,
         warm: bool = True,
+        encoder_runtime: str = "torch",
         **kwargs,
     ) -> CaptionDemo:
-        """The app over `checkpoint` (default: the default model) and every folder in `checkpoints_root`."""
+        """The app over `checkpoint` (default: the default model) and every folder in
+        `checkpoints_root`; `encoder_runtime` "onnxruntime" runs their encoders with ONNX Runtime."""
         root = Path(checkpoints_root) if checkpoints_root else default_checkpoint_dir().parent
         first = Path(checkpoint) if checkpoint else default_checkpoint_dir()
         if checkpoint and not is_checkpoint(first):
             raise CheckpointError(f"{first}: not a checkpoint folder (no config.json).")
-        store = ModelStore.discover(root, first if is_checkpoint(first) else None)
+        store = ModelStore.discover(
+            root, first if is_checkpoint(first) else None, encoder_runtime=encoder_runtime
+        )
         if warm and store.default:
             store.warm_up()
         kwargs.setdefault("examples", example_images())

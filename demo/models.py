@@ -28,7 +28,8 @@ def shown(text: str, limit: int = SHOWN_CHARS) -> str:
 class ModelStore:
     """Checkpoint names -> folders, and an LRU cache of loaded models keyed by folder."""
 
-    def __init__(self, folders: Sequence[Path], capacity: int = 3):
+    def __init__(self, folders: Sequence[Path], capacity: int = 3, encoder_runtime: str = "torch"):
+        self.encoder_runtime = encoder_runtime  # "torch" or "onnxruntime", for every model
         self._folders: dict[str, Path] = {}
         for folder in folders:
             folder = Path(folder).resolve()
@@ -43,10 +44,16 @@ class ModelStore:
         self._lock = threading.Lock()
 
     @classmethod
-    def discover(cls, root: Path, first: Path | None = None, capacity: int = 3) -> ModelStore:
+    def discover(
+        cls,
+        root: Path,
+        first: Path | None = None,
+        capacity: int = 3,
+        encoder_runtime: str = "torch",
+    ) -> ModelStore:
         """The folder `first` (e.g. from --checkpoint) and then every checkpoint under `root`."""
         folders = ([Path(first)] if first else []) + find_checkpoints(Path(root))
-        return cls(folders, capacity=capacity)
+        return cls(folders, capacity=capacity, encoder_runtime=encoder_runtime)
 
     @property
     def names(self) -> list[str]:
@@ -81,7 +88,7 @@ class ModelStore:
         with self._lock:  # one load at a time; loads are rare and a second one would only duplicate
             model = self._models.get(folder)
             if model is None:
-                model = Captioner.load(folder)
+                model = Captioner.load(folder, encoder_runtime=self.encoder_runtime)
                 self._models[folder] = model
                 while len(self._models) > self._capacity:
                     self._models.popitem(last=False)

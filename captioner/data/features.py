@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..encoders import ENCODERS, GRID, Encoder
 from ..images import ImageError, load_image
+from ..options import add_runtime_argument
 from .check import check_images
 from .karpathy import ImageRecord, load_karpathy, split_records
 
@@ -127,6 +128,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--images", default=None, help="image folder (default: beside the JSON)")
     p.add_argument("--encoder", default="efficientnet-lite2", help=f"one of {', '.join(ENCODERS)}")
     p.add_argument("--encoder-weights", default=None, help="local weights file for the encoder")
+    add_runtime_argument(p)
     p.add_argument("--out", required=True, help="cache folder")
     p.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     p.add_argument("--batch-size", type=int, default=16)
@@ -155,6 +157,7 @@ def main(args: argparse.Namespace) -> int:
         args.allow_missing,
     )  # before the encoder: a wrong folder ends here
     encoder = Encoder(args.encoder, weights_path=args.encoder_weights)
+    encoder.set_runtime(args.encoder_runtime)
     for split in args.splits:
         feats, meta = cache_features(
             encoder, split_records(records, split), args.out, split, args.batch_size, args.device
