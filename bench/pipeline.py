@@ -6,7 +6,8 @@ feature cache.
 "before" is the same model with the settings the code had before the speed work (see
 `before_speed_work`): NCHW encoder on the whole batch, the plain fp32 decoder, the attention sum
 in one block. "now" is `Captioner` as it is. Both load the same weights; their captions on the
-benchmark photos must be identical.
+benchmark photos must be identical. When ONNX Runtime is installed, "now, onnxruntime" is `Captioner`
+with `encoder_runtime="onnxruntime"` (the optional encoder runtime) beside them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from captioner import Captioner
+from captioner import Captioner, EncoderRuntimeError
 from captioner.data.features import cache_features
 from captioner.data.karpathy import load_karpathy
 
@@ -70,6 +71,13 @@ def main(argv: list[str] | None = None, results: dict | None = None) -> int:
     results = {} if results is None else results
     now, what = load_model(args.checkpoint)
     before = before_speed_work(now)
+    ort = copy.copy(now)
+    ort.encoder = copy.deepcopy(now.encoder)
+    try:
+        ort.encoder.set_runtime("onnxruntime")
+    except EncoderRuntimeError as e:
+        print(f"# {e}", flush=True)
+        ort = None
     upload = astronaut_jpeg(448)
     pictures = photos(args.images)
     print(f"# model: {what}; {args.images} photos", flush=True)
@@ -81,20 +89,15 @@ def main(argv: list[str] | None = None, results: dict | None = None) -> int:
     results["identical captions"] = (same, len(a))
 
     n = len(pictures)
+    contestants = {"before": before, "now": now, **({"ort": ort} if ort else {})}
     t = alternate(
-        {
-            "before, one photo": lambda: before.caption(upload),
-            "now, one photo": lambda: now.caption(upload),
-        },
+        {f"{k}, one photo": (lambda m=m: m.caption(upload)) for k, m in contestants.items()},
         args.repeats,
         clock=args.clock,
     )
     t.update(
         alternate(
-            {
-                "before, list": lambda: before.caption(pictures),
-                "now, list": lambda: now.caption(pictures),
-            },
+            {f"{k}, list": (lambda m=m: m.caption(pictures)) for k, m in contestants.items()},
             max(3, args.repeats // 2),
             warmup=0,
             clock=args.clock,
@@ -110,23 +113,22 @@ def main(argv: list[str] | None = None, results: dict | None = None) -> int:
         [f"a list of {n}, per photo / one photo alone", f"{list_b / one_b:.2f}x", f"{list_n / one_n:.2f}x", "", "", ""],
     ]  # fmt: skip
 
+    t1 = t  # the whole calls' samples; `t` is the feature cache's below
     with tempfile.TemporaryDirectory() as tmp:
         records = load_karpathy(photo_folder(Path(tmp), n))
-        runs = {"before": 0, "now": 0}
+        runs = dict.fromkeys(contestants, 0)
 
         def cache(which: str, encoder) -> None:
             runs[which] += 1  # a new cache folder each time: nothing is reused
             cache_features(encoder, records, Path(tmp) / f"{which}{runs[which]}", "test")
 
         t = alternate(
-            {
-                "before": lambda: cache("before", before.encoder),
-                "now": lambda: cache("now", now.encoder),
-            },
+            {k: (lambda k=k, m=m: cache(k, m.encoder)) for k, m in contestants.items()},
             max(3, args.repeats // 2),
             clock=args.clock,
         )
-    cb, cn = n / (median_ms(t["before"]) / 1000), n / (median_ms(t["now"]) / 1000)
+    rate = {k: n / (median_ms(v) / 1000) for k, v in t.items()}  # images/s
+    cb, cn = rate["before"], rate["now"]
     results["feature cache images/s"] = (cb, cn)
     rows.append(
         [f"feature cache, {n} JPEGs 640x480 (images/s)", fmt(cb), fmt(cn), "", "", f"{cn / cb:.2f}x speed"]
@@ -136,6 +138,18 @@ def main(argv: list[str] | None = None, results: dict | None = None) -> int:
         rows,
         title=f"Whole calls, before and after the speed work (threads {torch.get_num_threads()})",
     )
+    if ort:
+        o1, ol = median_ms(t1["ort, one photo"]), median_ms(t1["ort, list"]) / n
+        results["onnxruntime"] = {"one photo ms": o1, "list ms/photo": ol, "cache": rate["ort"]}
+        print_table(
+            ["call", "now ms", "now, onnxruntime encoder ms", "onnxruntime / now"],
+            [
+                ["one photo (JPEG bytes -> Caption), beam 3", fmt(one_n), fmt(o1), f"{o1 / one_n:.2f}x"],
+                [f"a list of {n} photos, per photo", fmt(list_n), fmt(ol), f"{ol / list_n:.2f}x"],
+                ["feature cache (images/s)", fmt(cn), fmt(rate["ort"]), f"{rate['ort'] / cn:.2f}x speed"],
+            ],
+            title="The optional ONNX Runtime encoder (--encoder-runtime onnxruntime)",
+        )  # fmt: skip
     print(
         f"\ncaptions identical (now vs before) on the {n} benchmark photos: {same} of {n}; "
         f"largest score difference {score_diff:.1e}"
