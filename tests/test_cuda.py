@@ -33,6 +33,7 @@ def test_default_model_gives_the_same_captions_on_cuda(photo):
     model = Captioner.load().to("cuda")
     assert model.device.type == "cuda"
     on_gpu = model.caption(images)
+    assert model.inference_decoder() is model.decoder  # FBGEMM packing is for the CPU only
     for a, b in zip(on_cpu, on_gpu):
         assert a.words == b.words
         assert isinstance(b.alphas, np.ndarray) and b.alphas.shape == a.alphas.shape
