@@ -1,0 +1,683 @@
+"""Tests written to kill the mutants that survived the first mutation run (docs/testing.md).
+
+Beam search: its defaults, and the words exempt from the no-repeat rule (object slots).
+Scores: what the text scorers print and hand to the Java scorer, grounding at the pixel level.
+Pictures: the word's label band, the GIF's frames and colours, the grid's layout and file.
+Checkpoints: which folders are found, what a save leaves on disk, the JSON size limit to the
+byte, and the one message for tensors that do not fit.
+The app: the page's automatic run passes the picture, beam size and model on unchanged.
+Training resume without a training run: the optimizer's state split into tensors and JSON and
+put back, the optimizer a resumed run gets, what `last/` holds and what a run starts from, the
+batches of a run resumed mid-epoch, and the bookkeeping of the best epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from captioner import Vocabulary, train
+from captioner.attention_viz import attention_grid, label, save_gif
+from captioner.beam import beam_search
+from captioner.checkpoint import (
+    MAX_JSON_BYTES,
+    CheckpointError,
+    find_checkpoints,
+    load_checkpoint,
+    load_state_checked,
+    save_checkpoint,
+)
+from captioner.data.karpathy import ImageRecord
+from captioner.metrics import (
+    GroundingSample,
+    bleu4,
+    caption_scores,
+    grounding_scores,
+    object_mentions,
+    pointing_accuracy,
+    scores,
+)
+from tests.conftest import make_tiny_captioner
+from tests.test_model import make_decoder, repeats_an_ngram
+
+# --- beam search ----------------------------------------------------------------------------------
+
+
+def test_beam_search_defaults_are_three_beams_and_twenty_words():
+    feats = torch.randn(1, 196, 16, generator=torch.Generator().manual_seed(0))
+    for seed in range(20):  # a decoder whose best caption differs between 3 and 4 beams
+        dec = make_decoder(seed=seed)
+        three, four = (beam_search(dec, feats, 1, 2, beam_size=k)[0] for k in (3, 4))
+        if three.tokens != four.tokens:
+            break
+    assert three.tokens != four.tokens
+    assert beam_search(dec, feats, 1, 2, max_len=20)[0].tokens == three.tokens
+    never_ends = beam_search(dec, feats, 1, 2, banned=(2,))[0]  # <end> banned: runs to the limit
+    assert len(never_ends.tokens) == 20 and not never_ends.finished
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_no_repeat_ngram_lets_the_exempt_words_repeat_and_nothing_else(n):
+    dec = make_decoder(vocab_size=6, seed=n)
+    with torch.no_grad():  # word 3 (an object slot, say) is by far the likeliest, <end> unlikely
+        dec.fc.bias[3] += 10.0
+        dec.fc.bias[2] -= 10.0
+    feats = torch.randn(1, 196, 16, generator=torch.Generator().manual_seed(0))
+    options = {"beam_size": 3, "max_len": 6, "banned": (0,), "no_repeat_ngram": n}
+    assert beam_search(dec, feats, 1, 2, repeat_exempt=(3,), **options)[0].tokens == [3] * 6
+    assert beam_search(dec, feats, 1, 2, repeat_exempt=(3, 5), **options)[0].tokens == [3] * 6
+    strict = beam_search(dec, feats, 1, 2, **options)[0].tokens
+    assert strict and not repeats_an_ngram(strict, n)
+
+
+def test_a_length_penalty_ranks_by_log_prob_over_length_to_that_power():
+    feats = torch.randn(3, 196, 16, generator=torch.Generator().manual_seed(1))
+    dec = make_decoder(seed=5)
+    for penalty in (0.0, 0.7, 1.0):
+        hyps = beam_search(dec, feats, 1, 2, beam_size=3, max_len=6, length_penalty=penalty)
+        for hyp in hyps:
+            length = len(hyp.tokens) + hyp.finished  # a finished caption's <end> counts
+            expected = hyp.log_prob / length**penalty if penalty else hyp.log_prob
+            assert hyp.score == pytest.approx(expected, rel=1e-6), (penalty, hyp.tokens)
+        assert any(len(h.tokens) > 1 for h in hyps)
+
+
+# --- text scores ----------------------------------------------------------------------------------
+
+REFS = {1: ["a cat sits on a mat", "a cat on a mat"], 2: ["two dogs run on the grass"]}
+HYPS = {1: "a cat sits on the mat", 2: "Two dogs run on grass."}
+
+
+def test_scoring_prints_nothing(capsys):
+    """The scorers run inside training and evaluation loops: no lines of their own."""
+    caption_scores(REFS, HYPS, meteor=False)
+    bleu4(REFS, HYPS)
+    assert capsys.readouterr().out == ""
+
+
+def test_caption_scores_hand_java_the_tokenised_captions_and_report_its_answer(monkeypatch):
+    calls = []
+
+    def java_scorer(gts, res, timeout=None):
+        calls.append((gts, res, timeout))
+        return 0.25, None
+
+    monkeypatch.setattr(scores, "meteor_score", java_scorer)
+    result = caption_scores(REFS, HYPS, meteor_timeout=7.5)  # METEOR is asked for by default
+    assert result["METEOR"] == 0.25 and result["missing"] == []
+    assert calls == [
+        (
+            {1: ["a cat sits on a mat", "a cat on a mat"], 2: ["two dogs run on the grass"]},
+            {1: ["a cat sits on the mat"], 2: ["two dogs run on grass"]},
+            7.5,
+        )
+    ]
+    monkeypatch.setattr(scores, "meteor_score", lambda gts, res, timeout=None: (None, "no java"))
+    result = caption_scores(REFS, HYPS)
+    assert result["METEOR"] is None and result["missing"] == ["METEOR: no java"]
+
+
+def test_no_captions_is_refused_in_those_words():
+    with pytest.raises(ValueError, match="^no captions to score$"):
+        bleu4(REFS, {})
+
+
+# --- grounding ------------------------------------------------------------------------------------
+
+
+def one_cell(row: int, col: int) -> np.ndarray:
+    alpha = np.zeros((14, 14), np.float32)
+    alpha[row, col] = 1.0
+    return alpha
+
+
+CAT = {"head": "cat", "words": ["cat", "cats"], "box": [0, 0, 70, 140]}
+DOG = {"head": "dog", "words": ["dog", "dogs"], "box": [210, 0, 280, 140]}
+
+
+def test_a_pixel_whose_centre_is_on_the_box_edge_is_in_the_box():
+    # a 10 x 10 image; the box's edges run through the centres of pixels 1 and 3 on both axes
+    box = {"head": "cat", "words": ["cat"], "box": [1.5, 1.5, 3.5, 3.5]}
+    s = GroundingSample(["cat"], one_cell(3, 3)[None], (10, 10), [box])
+    assert pointing_accuracy([s])["pointing_chance"] == pytest.approx(9 / 100)
+
+
+def test_grounding_scores_are_pointing_and_mentions_over_the_same_words():
+    samples = [
+        GroundingSample(["a", "cat", "and", "dog"], np.stack([one_cell(7, 1)] * 4), (280, 140), [CAT, DOG]),
+        GroundingSample(["two", "cats"], np.stack([one_cell(7, 12)] * 2), (280, 140), [CAT]),
+    ]  # fmt: skip
+    both = grounding_scores(samples)
+    assert both["pointing_accuracy"] == pytest.approx(1 / 3)  # cat: hit; dog, cats: miss
+    assert both["object_precision"] == 1.0 and both["object_recall"] == 1.0
+    assert both["counts"] == {
+        "object_words": 3,
+        "pointed_words": 3,
+        "pointing_hits": 1,
+        "object_words_correct": 3,
+        "objects": 3,
+        "objects_mentioned": 3,
+    }
+    only_cats = grounding_scores(samples, vocabulary={"cat", "cats"})
+    assert only_cats["pointing_accuracy"] == 0.5 and only_cats["counts"]["object_words"] == 2
+    assert only_cats["counts"]["pointed_words"] == 2
+    assert object_mentions(samples)["counts"] == {k: both["counts"][k] for k in ("object_words", "object_words_correct", "objects", "objects_mentioned")}  # fmt: skip
+
+
+def test_pointing_without_maps_or_size_is_refused_in_words():
+    words = ["a", "cat"]
+    message = "^pointing needs an attention map per word and the image size$"
+    for s in (
+        GroundingSample(words, None, (280, 140), [CAT]),
+        GroundingSample(words, np.stack([one_cell(0, 0)] * 2), None, [CAT]),
+        GroundingSample(words, one_cell(0, 0)[None], (280, 140), [CAT]),  # one map, two words
+    ):
+        with pytest.raises(ValueError, match=message):
+            pointing_accuracy([s])
+
+
+def test_no_object_word_means_no_pointing_chance_either():
+    result = pointing_accuracy([GroundingSample(["a", "thing"], None, None, [CAT])])
+    assert result["pointing_accuracy"] is None and result["pointing_chance"] is None
+
+
+# --- attention pictures ---------------------------------------------------------------------------
+
+
+def test_a_label_is_white_text_centred_in_a_black_band_at_the_bottom():
+    picture = Image.new("RGB", (300, 200), (128, 128, 128))
+    pixels = np.asarray(label(picture, "giraffe"), np.int32)  # (H, W, 3)
+    dark = (pixels == 0).all(axis=2)  # (H, W)
+    band = np.flatnonzero(dark[:, 0])  # the rows of the band, seen at its left edge
+    assert band.size and band[-1] == 199 and band.size == band[-1] - band[0] + 1
+    assert (
+        dark[band[0] :, 0].all() and dark[band[0] :, -1].all() and (pixels[: band[0]] == 128).all()
+    )
+    text = np.argwhere(pixels.min(axis=2) > 200)  # (N, 2): the white pixels, (y, x)
+    assert text.size and text[:, 0].min() > band[0] and text[:, 0].max() < 199
+    above, below = text[:, 0].min() - band[0], 199 - text[:, 0].max()
+    left, right = text[:, 1].min(), 299 - text[:, 1].max()
+    assert above >= 3 and below >= 3 and abs(above - below) <= 3, (above, below)
+    assert abs(left - right) <= 3, (left, right)
+
+
+def test_a_gif_has_every_frame_its_colours_and_its_timing(tmp_path):
+    frames = [Image.new("RGB", (64, 48), colour) for colour in ((220, 30, 30), (30, 30, 220))]
+    frames.append(Image.new("L", (64, 48), 200))  # any mode is drawn as RGB
+    path = save_gif(frames, tmp_path / "new" / "folder" / "words")  # no .gif: still a GIF
+    with Image.open(path) as gif:
+        assert gif.format == "GIF" and gif.n_frames == 3
+        assert gif.info["duration"] == 700 and gif.info["loop"] == 0
+        shown = []
+        for i in range(3):
+            gif.seek(i)
+            shown.append(np.asarray(gif.convert("RGB"), np.float32).mean(axis=(0, 1)))
+    for got, want in zip(shown, ((220, 30, 30), (30, 30, 220), (200, 200, 200))):
+        assert np.abs(got - np.asarray(want)).max() < 6, (got, want)
+    with pytest.raises(ValueError, match=r"^a GIF needs at least one frame \(an empty caption"):
+        save_gif([], tmp_path / "none.gif")
+
+
+def test_the_grid_puts_each_word_under_its_own_panel_in_reading_order(tmp_path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    words = ["a", "man", "riding", "a", "horse", "photographically-overexposed"]
+    alphas = np.full((len(words), 14, 14), 1 / 196)
+    image = Image.new("RGB", (320, 240), (90, 120, 150))
+    path = tmp_path / "deep" / "er" / "grid"
+    fig = attention_grid(image, words, alphas, path=path, columns=3)
+    with Image.open(path) as png:
+        assert png.format == "PNG"
+        width, height = png.size  # 100 pixels an inch
+        assert abs(width - fig.get_figwidth() * 100) <= 1
+        assert abs(height - fig.get_figheight() * 100) <= 1
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    panels = [ax.get_window_extent(renderer) for ax in fig.axes]
+    labels = [t for t in fig.texts if t.get_text()]
+    assert [t.get_text() for t in labels] == words
+    assert len(panels) == 1 + len(words)  # the picture first, then one panel per word
+    rows = [panels[i : i + 3] for i in range(0, len(panels), 3)]
+    for row in rows:  # left to right, tops aligned
+        assert all(a.x1 < b.x0 and abs(a.y1 - b.y1) < 1 for a, b in zip(row, row[1:]))
+    for upper, lower in zip(rows, rows[1:]):  # top to bottom
+        assert lower[0].y1 < upper[0].y0
+    for text, panel in zip(labels, panels[1:]):
+        box = text.get_window_extent(renderer)
+        assert box.y1 < panel.y0 and panel.y0 - box.y1 < 0.5 * panel.height  # just under it
+        assert abs((box.x0 + box.x1) / 2 - (panel.x0 + panel.x1) / 2) < 1  # centred
+        assert box.width <= panel.width  # a long word shrinks to its panel
+        if len(text.get_text()) <= 6:
+            assert text.get_fontsize() == 12
+    assert labels[-1].get_fontsize() < 12
+    # a title adds a band on top; without one the figure is that much shorter
+    titled = attention_grid(image, words, alphas, columns=3, title="a man riding a horse")
+    assert titled.get_figheight() == pytest.approx(fig.get_figheight() + 0.45)
+    assert [t.get_text() for t in titled.texts][-1] == "a man riding a horse"
+
+
+# --- checkpoints ------------------------------------------------------------------------------------
+
+
+def test_find_checkpoints_lists_checkpoint_folders_default_first(tmp_path, tiny_checkpoint):
+    import shutil
+
+    assert find_checkpoints(tmp_path / "nothing") == []
+    for name in ("zebra", "default", "apple"):
+        shutil.copytree(tiny_checkpoint, tmp_path / name)
+    (tmp_path / "notes").mkdir()  # a folder without config.json
+    (tmp_path / "config.json").write_text("{}")  # a stray file is no checkpoint folder
+    assert [p.name for p in find_checkpoints(tmp_path)] == ["default", "apple", "zebra"]
+
+
+def test_a_save_is_one_rename_of_a_sibling_folder_and_leaves_nothing_else(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from safetensors import safe_open
+
+    data = make_tiny_captioner().checkpoint_data({"note": "café"})
+    # a BatchNorm's batch counter is an integer, and stays one in an fp16 file
+    data.encoder_state = {"bn.num_batches_tracked": torch.tensor(5)}
+    target = tmp_path / "new" / "deeper" / "model"
+    (tmp_path / "new" / "deeper").mkdir(parents=True)
+    stale = tmp_path / "new" / "deeper" / ".model.tmp_killed"  # left by a killed save
+    (stale / "sub").mkdir(parents=True)
+    renames = []
+    replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renames.append((a, b)), replace(a, b)))
+    assert save_checkpoint(target, data) == target
+    [(source, dest)] = renames
+    assert Path(dest) == target and Path(source).parent == target.parent
+    assert Path(source).name.startswith(".model.tmp")
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755
+    text = (target / "config.json").read_text(encoding="utf-8")
+    assert json.loads(text)["extra"] == {"note": "café"} and text.startswith('{\n  "format"')
+    with safe_open(target / "model.safetensors", "pt") as f:
+        assert f.metadata() == {"format": "captioner-checkpoint"}
+        assert f.get_tensor("encoder.bn.num_batches_tracked").dtype == torch.int64
+        assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys() if "decoder." in k)
+
+    # saved again over itself, full precision, with training state: one folder still, the
+    # model card kept, the .old copy gone
+    (target / "README.md").write_text("a model card")
+    data.training_tensors = {"optimizer.0.step": torch.tensor(3.0)}
+    save_checkpoint(target, data, half=False)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model"]
+    assert (target / "README.md").read_text() == "a model card"
+    with safe_open(target / "training.safetensors", "pt") as f:
+        assert f.metadata() == {"format": "captioner-checkpoint"}
+    with safe_open(target / "model.safetensors", "pt") as f:
+        assert all(f.get_tensor(k).dtype == torch.float32 for k in f.keys() if "decoder." in k)
+
+
+def test_a_fine_tuned_encoder_is_said_so_in_the_config(tmp_path):
+    model = make_tiny_captioner()
+    model.encoder.set_fine_tune(True)
+    save_checkpoint(tmp_path / "ft", model.checkpoint_data())
+    config = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert config["encoder"] == {"name": "efficientnet-lite2", "fine_tune": True}
+    assert load_checkpoint(tmp_path / "ft").fine_tune is True
+
+
+def test_a_json_file_of_exactly_the_limit_is_read_and_one_byte_more_is_refused(
+    tmp_path, tiny_checkpoint
+):
+    import shutil
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, folder)
+    config = folder / "config.json"
+    text = config.read_text(encoding="utf-8").rstrip()
+    config.write_text(text + " " * (MAX_JSON_BYTES - len(text.encode())), encoding="utf-8")
+    assert config.stat().st_size == MAX_JSON_BYTES
+    assert load_checkpoint(folder).encoder == "efficientnet-lite2"
+    config.write_text(text + " " * (MAX_JSON_BYTES + 1 - len(text.encode())), encoding="utf-8")
+    with pytest.raises(CheckpointError, match=r"too large .*\(at most 4 MB\)$"):
+        load_checkpoint(folder)
+
+
+def test_tensors_that_do_not_fit_are_listed_five_of_each_kind_in_one_message():
+    module = torch.nn.ModuleDict({f"m{i}": torch.nn.Linear(2, 2) for i in range(7)})
+    own = module.state_dict()
+    state = {k: v for k, v in own.items() if k.endswith("bias")}  # all 7 weights missing
+    state.update({f"x{i}": torch.zeros(1) for i in range(7)})  # 7 unknown tensors
+    state.update({f"m{i}.bias": torch.zeros(3) for i in range(7)})  # 7 of the wrong shape
+    with pytest.raises(CheckpointError) as refused:
+        load_state_checked(module, state, "here/model.safetensors")
+    missing = [f"m{i}.weight" for i in range(5)]
+    extra = [f"x{i}" for i in range(5)]
+    wrong = [f"m{i}.bias (3,) != (2,)" for i in range(5)]
+    assert str(refused.value) == (
+        f"here/model.safetensors: tensors do not fit the model: missing {missing}; "
+        f"unexpected {extra}; shape mismatch {wrong}"
+    )
+    # not strict: tensors the file lacks keep their values, the others are loaded
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    load_state_checked(module, {"m0.bias": torch.ones(2)}, "there", strict=False)
+    assert torch.equal(module.m0.bias, torch.ones(2))
+    assert torch.equal(module.m0.weight, before["m0.weight"])
+    with pytest.raises(CheckpointError, match="^there: tensors do not fit the model: missing"):
+        load_state_checked(module, {"m0.bias": torch.ones(2)}, "there")
+    with pytest.raises(CheckpointError, match=r"^there: .*: unexpected \['x'\]$"):
+        load_state_checked(module, {"x": torch.ones(2)}, "there", strict=False)
+
+
+def test_a_save_killed_between_its_renames_loads_the_previous_checkpoint(tmp_path, tiny_checkpoint):
+    import shutil
+
+    shutil.copytree(tiny_checkpoint, tmp_path / ".model.old")  # model/ itself is gone
+    assert load_checkpoint(tmp_path / "model").max_len == 12
+    shutil.copytree(tiny_checkpoint, tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    config["max_len"] = 9
+    (tmp_path / "model" / "config.json").write_text(json.dumps(config))
+    assert load_checkpoint(tmp_path / "model").max_len == 9  # a whole folder wins over .old
+
+
+def test_old_configs_get_the_old_defaults_and_bad_ones_are_named(tmp_path, tiny_checkpoint):
+    import shutil
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, folder)
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    for key in ("max_len", "no_repeat_ngram"):
+        del config[key]
+    del config["encoder"]["fine_tune"]
+    config["decoder"]["deep_output"] = False  # the tiny model's decoder: written before the flags
+    del config["decoder"]["coverage"]
+    path.write_text(json.dumps(config))
+    data = load_checkpoint(folder)
+    assert (data.max_len, data.no_repeat_ngram, data.fine_tune) == (20, 0, False)
+    assert data.decoder_config.coverage is False
+    for key, value, message in (
+        ("format", "other", f"{path}: not a captioner checkpoint (format='other')"),
+        ("version", 2, f"{path}: unsupported version 2"),
+    ):
+        path.write_text(json.dumps({**config, key: value}))
+        with pytest.raises(CheckpointError) as refused:
+            load_checkpoint(folder)
+        assert str(refused.value) == message
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(tmp_path / "nowhere")
+    assert str(refused.value) == f"{tmp_path / 'nowhere'}: no such checkpoint folder"
+
+
+# --- the app ----------------------------------------------------------------------------------------
+
+
+def test_the_page_s_automatic_run_asks_for_what_was_chosen():
+    from demo import CaptionDemo
+
+    app = CaptionDemo.__new__(CaptionDemo)  # no models needed: the API call is recorded
+    asked = []
+    app.caption = lambda image, beam_size=3, model=None: asked.append((image, beam_size, model)) or ("json", "answer")  # fmt: skip
+    assert app.caption_if_image(None, 5, "stamps") == (None, None) and asked == []
+    assert app.caption_if_image("photo.jpg", 5, "stamps") == ("json", "answer")
+    app.caption_if_image("photo.jpg")
+    assert asked == [("photo.jpg", 5, "stamps"), ("photo.jpg", 3, None)]
+
+
+# --- training resume ------------------------------------------------------------------------------
+
+
+def train_args(tmp_path: Path, *extra: str):
+    return train.get_args_parser().parse_args(
+        ["--data", str(tmp_path / "captions.json"), "--out", str(tmp_path / "run"), *extra]
+    )
+
+
+def adam_steps(optimizer: torch.optim.Optimizer, params, steps: int = 2) -> None:
+    """A few Adam steps on a loss of the parameters, so that the state has moments and a step."""
+    params = list(params)
+    for i in range(steps):
+        optimizer.zero_grad()
+        sum(((p - 0.1 * (i + 1)) ** 2).sum() for p in params).backward()
+        optimizer.step()
+
+
+def assert_same_optimizer_state(a: torch.optim.Optimizer, b: torch.optim.Optimizer) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa["state"].keys() == sb["state"].keys() and sa["state"]
+    for pid, state in sa["state"].items():
+        assert state.keys() == sb["state"][pid].keys(), pid
+        for key, value in state.items():
+            other = sb["state"][pid][key]
+            if torch.is_tensor(value):
+                assert torch.equal(value, other), (pid, key)
+            else:
+                assert value == other, (pid, key)
+    assert [g["lr"] for g in sa["param_groups"]] == [g["lr"] for g in sb["param_groups"]]
+
+
+def test_the_optimizer_state_survives_its_split_into_tensors_and_json_bit_for_bit():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    groups = [{"params": net[0].parameters(), "lr": 0.01}, {"params": net[1].parameters()}]
+    opt = torch.optim.Adam(groups, lr=0.02)
+    adam_steps(opt, net.parameters(), 3)
+    # entries an optimizer may hold besides Adam's: a number, and names with a dot in them
+    opt.state[net[0].weight]["seen.count"] = 7
+    opt.state[net[1].bias]["ema.buffer"] = torch.full((2,), 0.5)
+    tensors, meta = train.optimizer_to_tensors(opt)
+    assert tensors and all(k.startswith("optimizer.") for k in tensors)
+    assert not any(torch.is_tensor(v) for v in meta["scalars"].values())
+    # what the checkpoint gives back: JSON, and tensors of its own (not the optimizer's)
+    meta = json.loads(json.dumps(meta))
+    tensors = {name: value.clone() for name, value in tensors.items()}
+
+    clone = copy.deepcopy(net)
+    fresh = torch.optim.Adam(
+        [{"params": clone[0].parameters()}, {"params": clone[1].parameters()}], lr=1.0
+    )
+    train.optimizer_from_tensors(fresh, tensors, meta)
+    assert_same_optimizer_state(opt, fresh)
+    assert [g["lr"] for g in fresh.param_groups] == [0.01, 0.02]
+    adam_steps(opt, net.parameters(), 1)
+    adam_steps(fresh, clone.parameters(), 1)
+    for p, q in zip(net.parameters(), clone.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_make_optimizer_rates_groups_and_restored_state(tmp_path):
+    model = make_tiny_captioner(seed=1)
+    new = train.Start(model, {})
+    opt = train.make_optimizer(model, train_args(tmp_path), new, False)
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["lr"] == train.DEFAULT_LR
+    decoder = {id(p) for p in model.decoder.parameters()}
+    assert {id(p) for p in opt.param_groups[0]["params"]} == decoder and not opt.state
+    opt = train.make_optimizer(model, train_args(tmp_path, "--lr", "0.003"), new, False)
+    assert opt.param_groups[0]["lr"] == 0.003
+
+    # a run saved with lr 0.001: resumed, it keeps its Adam state and its own rate
+    opt = train.make_optimizer(model, train_args(tmp_path, "--lr", "0.001"), new, False)
+    adam_steps(opt, model.decoder.parameters())
+    tensors, meta = train.optimizer_to_tensors(opt)
+    saved = train.Start(model, {}, json.loads(json.dumps(meta)), tensors)
+    resumed = train.make_optimizer(model, train_args(tmp_path, "--resume"), saved, False)
+    assert_same_optimizer_state(opt, resumed)
+    assert resumed.param_groups[0]["lr"] == 0.001
+    # --lr on resume: the saved state with a new rate
+    faster = train.make_optimizer(
+        model, train_args(tmp_path, "--resume", "--lr", "0.005"), saved, False
+    )
+    assert faster.param_groups[0]["lr"] == 0.005
+    assert torch.equal(
+        faster.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"]
+    )
+    # fine-tuning starts now: a new optimizer, whatever was saved
+    restarted = train.make_optimizer(model, train_args(tmp_path, "--resume"), saved, True)
+    assert not restarted.state and restarted.param_groups[0]["lr"] == train.DEFAULT_LR
+
+
+def test_make_optimizer_adds_the_fine_tuned_encoder_stages_at_their_own_rate(tmp_path):
+    model = make_tiny_captioner()
+    model.encoder.set_fine_tune(True)
+    args = train_args(tmp_path, "--fine-tune", "--encoder-lr", "0.0002")
+    opt = train.make_optimizer(model, args, train.Start(model, {}), False)
+    assert [g["lr"] for g in opt.param_groups] == [train.DEFAULT_LR, 0.0002]
+    trainable = {id(p) for p in model.encoder.parameters() if p.requires_grad}
+    assert trainable and {id(p) for p in opt.param_groups[1]["params"]} == trainable
+
+
+def test_last_holds_everything_a_run_is_resumed_from(tmp_path, capsys):
+    model = make_tiny_captioner(seed=3)
+    args = train_args(tmp_path, "--lr", "0.001")
+    opt = train.make_optimizer(model, args, train.Start(model, {}), False)
+    adam_steps(opt, model.decoder.parameters())
+    state = {"epoch": 0, "step": 0, "best_bleu4": 0.25, "epochs_since_best": 1, "history": [{}]}
+
+    train.RunFolder(tmp_path / "run", rank=1).save_last(model, opt, state, {}, 2, 5)
+    assert not (tmp_path / "run" / "last").exists()  # only rank 0 writes
+    run = train.RunFolder(tmp_path / "run")
+    run.save_last(model, opt, state, {"lr": 0.001}, epoch=2, step=5)
+    saved = load_checkpoint(run.last)
+    assert saved.extra["train_state"] == {**state, "epoch": 2, "step": 5}
+    assert saved.extra["args"] == {"lr": 0.001}
+    for name, value in model.decoder.state_dict().items():  # full precision, not fp16
+        assert torch.equal(saved.decoder_state[name], value), name
+
+    start = train.start_run(train_args(tmp_path, "--resume"), [], run, rank=0)
+    assert start.state == {**state, "epoch": 2, "step": 5}
+    assert f"resuming from {run.last}: epoch 2, step 5" in capsys.readouterr().err
+    for name, value in model.decoder.state_dict().items():
+        assert torch.equal(start.model.decoder.state_dict()[name], value), name
+    resumed = train.make_optimizer(start.model, train_args(tmp_path, "--resume"), start, False)
+    assert_same_optimizer_state(opt, resumed)
+
+    train.start_run(train_args(tmp_path, "--resume"), [], run, rank=1)
+    assert capsys.readouterr().err == ""  # only rank 0 talks
+
+    # --test-only evaluates best/ when there is one, else last/; --resume always takes last/
+    model.save(run.best, extra={"train_state": {"epoch": 9}})
+    assert train.start_run(train_args(tmp_path, "--test-only"), [], run, 0).state["epoch"] == 9
+    assert train.start_run(train_args(tmp_path, "--resume"), [], run, 0).state["epoch"] == 2
+
+
+def records(*captions_per_image: list[str]) -> list[ImageRecord]:
+    return [
+        ImageRecord(i, Path(f"{i}.jpg"), "train", [c.split() for c in captions])
+        for i, captions in enumerate(captions_per_image)
+    ]
+
+
+def test_a_new_run_builds_its_model_from_the_data_and_the_options(tmp_path):
+    data = records(["a red circle", "a circle"], ["a square"])
+    args = train_args(
+        tmp_path,
+        *("--min-word-freq", "2", "--embed-dim", "8", "--attention-dim", "6"),
+        *("--decoder-dim", "10", "--dropout", "0.25", "--max-len", "7"),
+        *("--no-deep-output", "--coverage"),
+    )
+    start = train.start_run(args, data, train.RunFolder(tmp_path / "run"), 0)
+    assert start.model.vocab.itos[4:] == ["a", "circle"]  # seen twice or more
+    config = start.model.decoder.config
+    assert (config.embed_dim, config.attention_dim, config.decoder_dim) == (8, 6, 10)
+    assert (config.dropout, config.deep_output, config.coverage) == (0.25, False, True)
+    assert start.model.max_len == 7 and not start.model.encoder.fine_tune
+    assert start.state == {
+        "epoch": 0,
+        "step": 0,
+        "best_bleu4": -1.0,
+        "epochs_since_best": 0,
+        "history": [],
+    }
+    assert start.optimizer_meta is None and start.optimizer_tensors is None
+
+
+def test_init_from_takes_the_model_and_starts_fresh(tmp_path, tiny_checkpoint, capsys):
+    data = records(["a red zebra", "a zebra"], ["a zebra and a circle"])
+    run = train.RunFolder(tmp_path / "run")
+    args = train_args(tmp_path, "--init-from", tiny_checkpoint, "--min-word-freq", "2")
+    start = train.start_run(args, data, run, 0)
+    assert start.model.vocab == load_checkpoint(tiny_checkpoint).vocab
+    assert start.state["epoch"] == 0 and start.optimizer_meta is None
+    err = capsys.readouterr().err
+    assert f"starting from {tiny_checkpoint}" in err and "3 of 10 training caption words" in err
+
+    grown = train.start_run(
+        train_args(tmp_path, "--init-from", tiny_checkpoint, "--add-words", "--min-word-freq", "2"),
+        data,
+        run,
+        0,
+    )
+    assert grown.model.vocab.itos[-1] == "zebra" and "zebra" not in start.model.vocab.stoi
+    assert "added 1 words to the vocabulary: zebra" in capsys.readouterr().err
+    train.start_run(args, data, run, rank=1)
+    assert capsys.readouterr().err == ""
+
+
+def batches_of(b: train.CaptionBatches, *args, **kwargs) -> list[tuple[list[int], list]]:
+    out = []
+    for rows, captions, targets in b.epoch(*args, **kwargs):
+        assert targets is None
+        out.append((rows, captions.tolist()))
+    return out
+
+
+def test_a_run_resumed_mid_epoch_sees_exactly_the_batches_it_had_not_seen():
+    data = records(*[[f"a shape number {i}", f"shape {i} again"] for i in range(5)])
+    vocab = Vocabulary.build([c for r in data for c in r.captions])
+    b = train.CaptionBatches(data, vocab, max_len=6, batch_size=3, seed=1)
+    full = batches_of(b, 2)
+    assert len(full) == b.num_batches() == 4  # 10 captions, 3 a batch
+    assert batches_of(b, 2, start_step=3) == full[3:]
+    assert batches_of(b, 2, start_step=1) == full[1:]
+    assert batches_of(b, 2) == full  # the order of an epoch is fixed by (seed, epoch)
+    assert batches_of(b, 3) != full
+    other_seed = train.CaptionBatches(data, vocab, max_len=6, batch_size=3, seed=2)
+    assert batches_of(other_seed, 2) != full
+    # every caption once per epoch, padded with <pad>, each with its image's row
+    pad = vocab.pad
+    pairs = [(row, c) for rows, caps in full for row, c in zip(rows, caps)]
+    assert all(c[-1] == pad for _, c in pairs if len([x for x in c if x != pad]) < len(c))
+    unpadded = sorted((row, [x for x in c if x != pad]) for row, c in pairs)
+    expected = [(row, vocab.encode(t, 6)) for row, r in enumerate(data) for t in r.captions]
+    assert unpadded == sorted(expected)
+    # under DDP each rank takes every world-th batch; ranks get equal step counts
+    assert batches_of(b, 2, rank=0, world=2) == full[0::2]
+    assert batches_of(b, 2, rank=1, world=2) == full[1::2]
+    third = batches_of(b, 2, rank=2, world=3)
+    assert b.num_batches(3) == 2 and third == [full[2], full[2]]
+    assert batches_of(b, 2, rank=1, world=2, start_step=1) == full[3:4]
+
+
+def test_captions_of_a_skipped_image_are_left_out_and_rows_keep_their_place():
+    data = records(["a red circle"], ["a square"], ["a star"])
+    vocab = Vocabulary.build([c for r in data for c in r.captions])
+    b = train.CaptionBatches(data, vocab, max_len=6, batch_size=2, seed=0, skip_ids={1})
+    rows = sorted(row for batch_rows, _ in batches_of(b, 0) for row in batch_rows)
+    assert rows == [0, 2]
+
+
+def test_end_of_epoch_keeps_the_best_and_counts_epochs_since():
+    state = {"best_bleu4": -1.0, "epochs_since_best": 0, "history": []}
+    entry, improved = train.end_of_epoch(
+        state, 0, 1.234567, {"bleu4": 0.123456, "cider": None, "samples": ["x"]}, 12.345
+    )
+    assert improved and state["best_bleu4"] == 0.123456 and state["epochs_since_best"] == 0
+    assert entry == {
+        "epoch": 1,
+        "loss": 1.2346,
+        "bleu4": 0.1235,
+        "cider": None,
+        "seconds": 12.3,
+        "samples": ["x"],
+    }
+    assert state["history"] == [entry]
+    entry, improved = train.end_of_epoch(state, 1, math.nan, {"bleu4": 0.05, "samples": []}, 1)
+    assert not improved and entry["loss"] is None and entry["epoch"] == 2
+    assert state["best_bleu4"] == 0.123456 and state["epochs_since_best"] == 1
+    _, improved = train.end_of_epoch(state, 2, 1.0, {"bleu4": 0.123456, "samples": []}, 1)
+    assert not improved and state["epochs_since_best"] == 2  # as good is not better
+    _, improved = train.end_of_epoch(state, 3, 1.0, {"bleu4": 0.2, "samples": []}, 1)
+    assert improved and state["epochs_since_best"] == 0 and state["best_bleu4"] == 0.2
+    assert len(state["history"]) == 4
