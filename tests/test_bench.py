@@ -66,3 +66,21 @@ def test_before_is_the_old_layout_and_decoder_and_captions_as_now(photo):
     assert [c.words for c in a] == [c.words for c in b]
     for x, y in zip(a, b, strict=True):
         assert abs(x.score - y.score) < 1e-3
+
+
+def test_only_the_fastest_runtime_past_the_bar_is_adopted():
+    r, runs = fake_results()
+    r["encoder"].update(
+        {
+            "PyTorch (now) ms/image batch 1": 100.0,
+            "ONNX Runtime ms/image batch 1": 40.0,  # 2.5x
+            "OpenVINO ms/image batch 1": 60.0,  # 1.67x, but slower than ONNX Runtime
+        }
+    )
+    v = verdicts(summary(r, runs))
+    assert v["ONNX Runtime encoder, 1 image, speed vs PyTorch"] == "adopted, optional"
+    assert v["OpenVINO encoder, 1 image, speed vs PyTorch"].startswith("not adopted")
+    r["encoder"]["ONNX Runtime ms/image batch 1"] = 90.0  # 1.11x: below the bar
+    r["encoder"]["OpenVINO ms/image batch 1"] = 95.0
+    assert set(verdicts(summary(r, runs)).values()) >= {"not adopted"}
+    assert "adopted, optional" not in verdicts(summary(r, runs)).values()
