@@ -3,7 +3,8 @@
     python -m bench.encoder [--repeats 7] [--batches 1 2 4 16] [--no-runtimes]
 
 "before": weights and inputs in PyTorch's default NCHW layout, the whole batch in one pass (the
-encoder as it was). "now": `Encoder` as it is: channels-last, `cpu_batch` images per pass.
+encoder as it was). "now": `Encoder` as it is: channels-last, `cpu_batch` images per pass,
+BatchNorm folded into the convolutions.
 ONNX Runtime and OpenVINO run the same network when they are installed (`pip install onnx
 onnxruntime openvino`); their features must agree with PyTorch's within 1e-3 (relative to the
 largest value). The roof: the encoder's multiply-adds per image, the GFLOP/s it achieves, and
@@ -24,10 +25,12 @@ from .common import alternate, base_parser, fmt, median_ms, photos, print_table,
 
 
 def before_speed_work(name: str = "efficientnet-lite2") -> Encoder:
-    """The encoder as it ran before: NCHW weights and inputs, every image of a batch at once."""
+    """The encoder as it ran before: NCHW weights and inputs, every image of a batch at once,
+    BatchNorm layers as they are."""
     encoder = Encoder(name).eval()
     encoder.set_memory_format(torch.contiguous_format)
     encoder.cpu_batch = 10**6
+    encoder.fold_batchnorm = False
     return encoder
 
 

@@ -4,8 +4,8 @@ feature cache.
     python -m bench.pipeline [--checkpoint DIR] [--repeats 7] [--images 16]
 
 "before" is the same model with the settings the code had before the speed work (see
-`before_speed_work`): NCHW encoder on the whole batch, the plain fp32 decoder, the attention sum
-in one block. "now" is `Captioner` as it is. Both load the same weights; their captions on the
+`before_speed_work`): NCHW encoder on the whole batch with its BatchNorm layers, the plain fp32
+decoder, the attention sum in one block. "now" is `Captioner` as it is. Both load the same weights; their captions on the
 benchmark photos must be identical. When ONNX Runtime is installed, "now, onnxruntime" is `Captioner`
 with `encoder_runtime="onnxruntime"` (the optional encoder runtime) beside them.
 """

@@ -7,6 +7,7 @@ install from PyPI and therefore work offline.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .onnx_encoder import RUNTIMES, EncoderRuntimeError, OnnxRuntimeFeatures
+from .onnx_encoder import RUNTIMES, EncoderRuntimeError, OnnxRuntimeFeatures, _weights_key
 
 GRID = 14  # the attention grid is GRID x GRID for every encoder
 
@@ -51,6 +53,9 @@ class Backbone:
     features: nn.Module
     fine_tune_modules: list[nn.Module]
     classifier: nn.Module | None = None
+    # (module, conv name, batch-norm name) of every convolution followed by a BatchNorm, found
+    # in a given copy of `features`: folded into one convolution for inference
+    conv_bn: Callable[[nn.Module], list[tuple[nn.Module, str, str]]] | None = None
 
 
 def _load_weights_file(path: str | Path) -> dict:
@@ -102,7 +107,7 @@ def _resnet(depth: int) -> Callable[[bool, str | None], Backbone]:
                 ) from None
         features = nn.Sequential(*list(model.children())[:-2], nn.AdaptiveAvgPool2d((GRID, GRID)))
         head = model.fc if (pretrained or weights_path) else None
-        return Backbone(features, [model.layer2, model.layer3, model.layer4], head)
+        return Backbone(features, [model.layer2, model.layer3, model.layer4], head, _resnet_conv_bn)
 
     return build
 
@@ -140,8 +145,47 @@ def _efficientnet_lite2(pretrained: bool, weights_path: str | None) -> Backbone:
     n = len(net._blocks)
     head = net._fc if weights_path else None
     return Backbone(
-        _EfficientNetFeatures(net), [*net._blocks[2 * n // 3 :], net._conv_head, net._bn1], head
+        _EfficientNetFeatures(net),
+        [*net._blocks[2 * n // 3 :], net._conv_head, net._bn1],
+        head,
+        _efficientnet_conv_bn,
     )
+
+
+def _resnet_conv_bn(features: nn.Module) -> list[tuple[nn.Module, str, str]]:
+    pairs = [(features, "0", "1")]  # conv1, bn1 of the stem
+    for layer in list(features)[4:8]:
+        for block in layer:
+            pairs += [
+                (block, f"conv{i}", f"bn{i}") for i in (1, 2, 3) if hasattr(block, f"conv{i}")
+            ]
+            if block.downsample is not None:
+                pairs.append((block.downsample, "0", "1"))
+    return pairs
+
+
+def _efficientnet_conv_bn(features: nn.Module) -> list[tuple[nn.Module, str, str]]:
+    net = features.net
+    pairs = [(net, "_conv_stem", "_bn0"), (net, "_conv_head", "_bn1")]
+    for block in net._blocks:
+        if hasattr(block, "_expand_conv"):
+            pairs.append((block, "_expand_conv", "_bn0"))
+        pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+    return pairs
+
+
+def fold_batchnorm(
+    features: nn.Module, conv_bn: Callable[[nn.Module], list[tuple[nn.Module, str, str]]]
+) -> nn.Module:
+    """A copy of `features` for inference with each BatchNorm folded into the convolution before
+    it (frozen statistics make it a per-channel scale and shift): one pass over the activations
+    less per layer, the same results up to rounding."""
+    folded = copy.deepcopy(features).eval()
+    with torch.no_grad():
+        for owner, conv, bn in conv_bn(folded):
+            setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv), getattr(owner, bn)))
+            setattr(owner, bn, nn.Identity())
+    return folded
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -184,6 +228,11 @@ class Encoder(nn.Module):
         self._fine_tune_modules = backbone.fine_tune_modules
         # a plain list, so the head (already inside `features`) is not registered twice
         self._classifier = [backbone.classifier] if backbone.classifier is not None else []
+        self._conv_bn = backbone.conv_bn
+        # inference runs a copy with BatchNorm folded into the convolutions (`fold_batchnorm`),
+        # made again when the weights change; False: the layers as they are
+        self.fold_batchnorm = backbone.conv_bn is not None
+        self._folded: tuple[tuple, nn.Module] | None = None  # (weights key, folded copy)
         self.cpu_batch = self.spec.cpu_batch  # images per forward pass on a CPU
         # channels-last (NHWC) is the layout oneDNN's CPU convolutions run fastest in: 1.3x at
         # batch 1 for EfficientNet-Lite2; inputs are converted to it in `forward`
@@ -212,6 +261,17 @@ class Encoder(nn.Module):
         """Store weights and run inputs as `torch.channels_last` (fastest) or `contiguous_format`."""
         self.memory_format = memory_format
         self.features.to(memory_format=memory_format)
+        self._folded = None
+
+    def _inference_features(self) -> nn.Module:
+        """`features`, or its BatchNorm-folded copy when gradients are off and folding is on."""
+        if torch.is_grad_enabled() or not self.fold_batchnorm:
+            return self.features
+        key = (*_weights_key(self.features), self.memory_format)
+        if self._folded is None or self._folded[0] != key:
+            folded = fold_batchnorm(self.features, self._conv_bn)
+            self._folded = (key, folded.to(memory_format=self.memory_format))
+        return self._folded[1]
 
     def set_fine_tune(self, enabled: bool) -> None:
         """Train the last stages (as the paper's fine-tuning stage does) or freeze everything."""
@@ -273,5 +333,6 @@ class Encoder(nn.Module):
         x = x.contiguous(memory_format=self.memory_format)  # (B, 3, S, S), NHWC by default
         n = x.size(0) if x.is_cuda else self.cpu_batch
         # BatchNorm is frozen (see `train`), so encoding in chunks gives the same result
-        fmap = torch.cat([self.features(x[i : i + n]) for i in range(0, x.size(0), n)])
+        features = self._inference_features()
+        fmap = torch.cat([features(x[i : i + n]) for i in range(0, x.size(0), n)])
         return fmap.flatten(2).transpose(1, 2)  # (B, 196, C)

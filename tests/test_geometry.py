@@ -34,7 +34,7 @@ def test_grid_cell_row_col_is_annotation_vector_row_times_14_plus_col(row, col):
     torch.nn.Module.__init__(encoder)
     encoder.features = Spike(row, col)
     encoder.memory_format, encoder.cpu_batch = torch.channels_last, 2  # as Encoder() sets them
-    encoder._onnx = None  # the PyTorch runtime
+    encoder._onnx, encoder.fold_batchnorm = None, False  # PyTorch, the layers as they are
     feats = encoder(torch.zeros(3, 3, 448, 448))  # (3, 196, C), encoded in chunks of 2
     assert [int(f[:, 0].argmax()) for f in feats] == [row * GRID + col] * 3
 

@@ -562,6 +562,25 @@ def test_last_holds_everything_a_run_is_resumed_from(tmp_path, capsys):
     assert train.start_run(train_args(tmp_path, "--resume"), [], run, 0).state["epoch"] == 2
 
 
+def test_test_only_on_a_best_folder_saved_without_training_state(tmp_path, capsys):
+    """A best/ written by `Captioner.save` alone (no `train_state`): --test-only still starts,
+    from epoch 0, with that folder's weights."""
+    model = make_tiny_captioner(seed=5)
+    run = train.RunFolder(tmp_path / "run")
+    model.save(run.best)  # no extra at all
+    start = train.start_run(train_args(tmp_path, "--test-only"), [], run, 0)
+    assert start.state == {
+        "epoch": 0,
+        "step": 0,
+        "best_bleu4": -1.0,
+        "epochs_since_best": 0,
+        "history": [],
+    }
+    assert f"resuming from {run.best}: epoch 0, step 0" in capsys.readouterr().err
+    for name, value in model.decoder.state_dict().items():  # saved in fp16
+        assert torch.equal(start.model.decoder.state_dict()[name], value.half().float()), name
+
+
 def records(*captions_per_image: list[str]) -> list[ImageRecord]:
     return [
         ImageRecord(i, Path(f"{i}.jpg"), "train", [c.split() for c in captions])

@@ -156,3 +156,44 @@ def test_the_channels_last_encoder_in_chunks_gives_the_plain_features(default_mo
     plain.cpu_batch = 3  # all at once, NCHW: the layout and batching before the speed work
     with torch.no_grad():
         torch.testing.assert_close(encoder(x), plain(x), atol=1e-4, rtol=1e-4)  # (3, 196, C)
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite2", "resnet50"])
+def test_batchnorm_folded_for_inference_gives_the_same_features(name, photo):
+    encoder = Encoder(name, pretrained=name != "resnet50").eval()
+    if name == "resnet50":  # random weights: give the BatchNorms statistics to fold
+        torch.manual_seed(0)
+        for m in encoder.features.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.uniform_(-0.5, 0.5)
+    x = encoder.preprocess([Image.fromarray(photo)])
+    with torch.no_grad():
+        folded = encoder(x)  # (1, 196, C)
+        layers = encoder._inference_features()
+        encoder.fold_batchnorm = False
+        plain = encoder(x)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in layers.modules())  # all folded
+    assert any(isinstance(m, nn.BatchNorm2d) for m in encoder.features.modules())  # untouched
+    assert float((folded - plain).abs().max() / plain.abs().max()) < 1e-4
+
+
+def test_the_folded_copy_follows_weight_changes_and_gradients_use_the_layers(photo):
+    encoder = Encoder("efficientnet-lite2").eval()
+    x = encoder.preprocess([Image.fromarray(photo)])
+    with torch.no_grad():
+        first = encoder._inference_features()
+        assert encoder._inference_features() is first  # folded once while nothing changes
+        encoder.features.net._conv_head.weight.mul_(2.0)  # in place, as training would
+        second = encoder._inference_features()
+        assert second is not first
+        folded = encoder(x)
+        encoder.fold_batchnorm = False
+        plain = encoder(x)
+    assert float((folded - plain).abs().max() / plain.abs().max()) < 1e-4
+    encoder.fold_batchnorm = True
+    encoder.set_fine_tune(True)
+    assert encoder._inference_features() is encoder.features  # gradients on: the real layers
+    assert encoder(x).requires_grad
