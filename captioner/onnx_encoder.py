@@ -75,7 +75,7 @@ class OnnxRuntimeFeatures:
         options = self._ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         # its threads sleep between runs instead of spinning: spinning, they took the cores from
-        # PyTorch's decoder after every encode (one photo: 136 -> 115 ms, bench.pipeline)
+        # PyTorch's decoder after every encode (bench.pipeline, one photo: 136 ms, then 88 ms)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = self._ort.InferenceSession(
             buffer.getvalue(), options, providers=["CPUExecutionProvider"]
