@@ -129,6 +129,26 @@ def tutorial_sized_model(seed: int = 0) -> tuple[Captioner, str]:
     return model, "tutorial sizes (512/512/512, vocabulary 1000, random fp16 weights)"
 
 
+def add_sizes_argument(p: argparse.ArgumentParser) -> None:
+    """--sizes: which models a comparison with the tutorial's code runs on."""
+    p.add_argument(
+        "--sizes",
+        choices=["model", "tutorial", "both"],
+        default="both",
+        help="the checkpoint's model, random weights at the tutorial's sizes, or both (default)",
+    )
+
+
+def models_to_compare(args: argparse.Namespace) -> list[tuple[str, Captioner, str]]:
+    """(key, model, what it is) for each model `--sizes` names: "model" and/or "tutorial"."""
+    models = []
+    if args.sizes in ("model", "both"):
+        models.append(("model", *load_model(args.checkpoint)))
+    if args.sizes in ("tutorial", "both"):
+        models.append(("tutorial", *tutorial_sized_model()))
+    return models
+
+
 def photos(n: int, side: int = 448) -> list[Image.Image]:
     """`n` RGB photos from scikit-image's CC0 set (mirrored/cropped copies beyond the first few)."""
     from skimage import data

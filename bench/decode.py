@@ -16,16 +16,16 @@ from captioner.beam import beam_search
 
 from . import straightforward as sf
 from .common import (
+    add_sizes_argument,
     alternate,
     base_parser,
     fmt,
-    load_model,
     median_ms,
+    models_to_compare,
     photos,
     print_table,
     setup,
     spread,
-    tutorial_sized_model,
 )
 
 
@@ -171,21 +171,12 @@ def main(argv: list[str] | None = None, results: dict | None = None) -> int:
     p.add_argument("--beams", type=int, nargs="+", default=[3, 5])
     p.add_argument("--max-len", type=int, default=None, help="default: the model's (20)")
     p.add_argument("--no-thread-sweep", action="store_true", help="skip the 1-vs-2 threads table")
-    p.add_argument(
-        "--sizes",
-        choices=["model", "tutorial", "both"],
-        default="both",
-        help="the checkpoint's model, random weights at the tutorial's sizes, or both (default)",
-    )
+    add_sizes_argument(p)
     args = p.parse_args(argv)
     setup(args)
     pictures = photos(args.images)
     results = {} if results is None else results
-    models = []
-    if args.sizes in ("model", "both"):
-        models.append(("model", *load_model(args.checkpoint)))
-    if args.sizes in ("tutorial", "both"):
-        models.append(("tutorial", *tutorial_sized_model()))
+    models = models_to_compare(args)
     for key, model, what in models:
         compare(model, what, pictures, args, results, key)
     model = models[0][1]

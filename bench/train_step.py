@@ -18,15 +18,15 @@ from captioner.train import TrainingModule, pad_captions, train_one_epoch
 
 from . import straightforward as sf
 from .common import (
+    add_sizes_argument,
     alternate,
     base_parser,
     fmt,
-    load_model,
     median_ms,
+    models_to_compare,
     print_table,
     setup,
     spread,
-    tutorial_sized_model,
 )
 
 
@@ -169,19 +169,12 @@ def main(argv: list[str] | None = None, results: dict | None = None) -> int:
     p.add_argument(
         "--thread-sweep", action="store_true", help="also time ours at 1 thread vs the default"
     )
-    p.add_argument(
-        "--sizes",
-        choices=["model", "tutorial", "both"],
-        default="both",
-        help="the checkpoint's model, random weights at the tutorial's sizes, or both (default)",
-    )
+    add_sizes_argument(p)
     args = p.parse_args(argv)
     setup(args)
     results = {} if results is None else results  # ours / tutorial captions per second
-    if args.sizes in ("model", "both"):
-        results["model"] = compare(*load_model(args.checkpoint), args)
-    if args.sizes in ("tutorial", "both"):
-        results["tutorial"] = compare(*tutorial_sized_model(), args)
+    for key, model, what in models_to_compare(args):
+        results[key] = compare(model, what, args)
     return 0
 
 

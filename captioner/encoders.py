@@ -18,7 +18,8 @@ from PIL import Image
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .onnx_encoder import RUNTIMES, EncoderRuntimeError, OnnxRuntimeFeatures, _weights_key
+from .onnx_encoder import RUNTIMES, EncoderRuntimeError, OnnxRuntimeFeatures
+from .runtime import weights_key
 
 GRID = 14  # the attention grid is GRID x GRID for every encoder
 
@@ -267,7 +268,7 @@ class Encoder(nn.Module):
         """`features`, or its BatchNorm-folded copy when gradients are off and folding is on."""
         if torch.is_grad_enabled() or not self.fold_batchnorm:
             return self.features
-        key = (*_weights_key(self.features), self.memory_format)
+        key = (*weights_key(self.features), self.memory_format)
         if self._folded is None or self._folded[0] != key:
             folded = fold_batchnorm(self.features, self._conv_bn)
             self._folded = (key, folded.to(memory_format=self.memory_format))

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .runtime import weights_key
+
 if TYPE_CHECKING:
     from .encoders import Encoder
 
@@ -26,11 +28,6 @@ RUNTIMES = ("torch", "onnxruntime")
 
 class EncoderRuntimeError(RuntimeError):
     """The chosen encoder runtime cannot run here; the message says what to install or use."""
-
-
-def _weights_key(module: torch.nn.Module) -> tuple:
-    """Changes whenever a weight is replaced or updated in place."""
-    return tuple((p.data_ptr(), p._version) for p in module.parameters())
 
 
 class OnnxRuntimeFeatures:
@@ -80,10 +77,10 @@ class OnnxRuntimeFeatures:
         self._session = self._ort.InferenceSession(
             buffer.getvalue(), options, providers=["CPUExecutionProvider"]
         )
-        self._key = _weights_key(self.encoder.features)
+        self._key = weights_key(self.encoder.features)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if _weights_key(self.encoder.features) != self._key:  # weights changed since the export
+        if weights_key(self.encoder.features) != self._key:  # weights changed since the export
             self._export()
         image = x.detach().float().contiguous().numpy()  # (B, 3, S, S), NCHW
         (fmap,) = self._session.run(None, {"image": image})  # (B, C, 14, 14)

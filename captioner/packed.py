@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .decoder import Decoder
+from .runtime import weights_key
 
 
 def fp16_exact(t: torch.Tensor) -> bool:
@@ -105,7 +106,7 @@ class InferenceDecoder:
         self._packed: Decoder | None = None
 
     def __call__(self, decoder: Decoder) -> Decoder:
-        key = (id(decoder), *((p.data_ptr(), p._version) for p in decoder.parameters()))
+        key = (id(decoder), *weights_key(decoder))
         if key != self._key:
             self._packed = packed_decoder(decoder) if can_pack(decoder) else None
             self._key = key

@@ -6,6 +6,8 @@ import ctypes
 import ctypes.util
 import sys
 
+import torch
+
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
@@ -48,3 +50,9 @@ def release_free_memory() -> bool:
     the process. A few milliseconds; returns False where this is not glibc."""
     malloc_trim = _glibc_function("malloc_trim")
     return malloc_trim is not None and bool(malloc_trim(0))
+
+
+def weights_key(module: torch.nn.Module) -> tuple:
+    """Changes whenever a parameter of `module` is replaced or updated in place (its storage or
+    its version counter): when an inference copy made from the weights must be made again."""
+    return tuple((p.data_ptr(), p._version) for p in module.parameters())
