@@ -7,7 +7,7 @@ print(cap.text)
 """
 
 from .attention_viz import attention_frames, attention_grid, save_gif, upsample_attention
-from .checkpoint import CheckpointError, find_checkpoints, is_checkpoint
+from .checkpoint import CheckpointError, attention_kind, find_checkpoints, is_checkpoint
 from .encoders import ENCODERS, Encoder, EncoderWeightsError
 from .images import ImageError, load_image
 from .model import Caption, Captioner, default_checkpoint_dir
@@ -32,6 +32,7 @@ __all__ = [
     "Vocabulary",
     "attention_frames",
     "attention_grid",
+    "attention_kind",
     "default_checkpoint_dir",
     "find_checkpoints",
     "is_checkpoint",

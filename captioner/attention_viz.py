@@ -35,6 +35,18 @@ def upsample_attention(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return full / top if top > 0 else full
 
 
+def lit_cell(cell: int, size: tuple[int, int], grid: int = 14) -> np.ndarray:
+    """A hard-attention model's look, as the paper draws it: the one grid cell its context came
+    from, lit as a sharp square (row-major index `cell` of the grid), the rest 0. (height, width)."""
+    width, height = size
+    row, col = divmod(int(cell), grid)
+    out = np.zeros((height, width), dtype=np.float32)
+    y0, y1 = round(row * height / grid), round((row + 1) * height / grid)
+    x0, x1 = round(col * width / grid), round((col + 1) * width / grid)
+    out[y0:y1, x0:x1] = 1.0
+    return out
+
+
 @lru_cache(maxsize=4)
 def _colormap_lut(name: str) -> np.ndarray:
     from matplotlib import colormaps
@@ -82,6 +94,23 @@ def blend(
     return Image.merge("RGB", bands)
 
 
+def spotlight(image: Image.Image, lit: np.ndarray, dim: float = 0.35) -> Image.Image:
+    """The picture as it is where `lit` (H, W) is 1, darkened to `dim` elsewhere, with a thin
+    yellow frame around the lit part: a hard-attention model's cell, seen through the dark."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)  # (H, W, 3)
+    keep = dim + (1.0 - dim) * lit  # (H, W)
+    out = rgb * keep[..., None]  # (H, W, 3)
+    ring = np.zeros_like(lit, dtype=bool)
+    ys, xs = np.nonzero(lit)
+    if ys.size:  # a 2-pixel frame just outside the lit rectangle
+        y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
+        h, w = lit.shape
+        ring[max(0, y0 - 2) : min(h, y1 + 3), max(0, x0 - 2) : min(w, x1 + 3)] = True
+        ring[y0 : y1 + 1, x0 : x1 + 1] = False
+    out[ring] = (255, 214, 0)
+    return Image.fromarray(out.astype(np.uint8), "RGB")
+
+
 @lru_cache(maxsize=8)
 def _font(size: int) -> ImageFont.ImageFont:
     try:
@@ -119,14 +148,24 @@ def attention_frames(
     alphas: np.ndarray,
     size: int | None = 448,
     with_labels: bool = True,
+    cells: Sequence[int] | None = None,
 ) -> list[Image.Image]:
-    """One RGB frame per word: its attention blended over the image (longest side `size`)."""
+    """One RGB frame per word: its attention blended over the image (longest side `size`).
+
+    `cells` (a hard-attention caption's `Caption.cells`): each word lights the one grid cell it
+    looked at instead of the smooth map of the distribution `alphas`.
+    """
     if len(words) != len(alphas):
         raise ValueError(f"{len(words)} words but {len(alphas)} attention maps")
+    if cells is not None and len(cells) != len(words):
+        raise ValueError(f"{len(words)} words but {len(cells)} looked-at cells")
     base = _fit(image, size)
     frames = []
-    for word, alpha in zip(words, alphas):
-        frame = blend(base, upsample_attention(alpha, base.size), frame_opacity(alpha))
+    for t, (word, alpha) in enumerate(zip(words, alphas)):
+        if cells is None:
+            frame = blend(base, upsample_attention(alpha, base.size), frame_opacity(alpha))
+        else:
+            frame = spotlight(base, lit_cell(cells[t], base.size, np.shape(alpha)[-1]))
         frames.append(label(frame, word) if with_labels else frame)
     return frames
 
@@ -174,14 +213,16 @@ def attention_grid(
     size: int = 224,
     title: str | None = None,
     max_width: float = 11.0,
+    cells: Sequence[int] | None = None,
 ) -> Figure:
     """The paper's figure: the image, then one panel per word with the word under it.
 
     Laid out from the picture's aspect ratio: panels keep its shape (a 4:1 panorama gets wide,
     short panels, fewer per row), each label has its own band under its panel, shrunk to the
     panel's width if need be, so labels never touch a picture or each other. `columns`: panels
-    per row (default: as many as fit in `max_width` inches). Returns the matplotlib Figure;
-    saves a PNG when `path` is given.
+    per row (default: as many as fit in `max_width` inches). `cells`: light each word's looked-at
+    cell (hard attention; see `attention_frames`). Returns the matplotlib Figure; saves a PNG
+    when `path` is given.
     """
     import matplotlib
 
@@ -189,7 +230,7 @@ def attention_grid(
     from matplotlib.figure import Figure
 
     base = _fit(image, size)
-    frames = attention_frames(base, words, alphas, size=None, with_labels=False)
+    frames = attention_frames(base, words, alphas, size=None, with_labels=False, cells=cells)
     panels = [("", np.asarray(base))] + [(w, np.asarray(f)) for w, f in zip(words, frames)]
     aspect = base.width / base.height
     panel_w = float(np.clip(2.0 * aspect**0.5, 1.2, 4.0))  # inches; wide pictures get wider panels

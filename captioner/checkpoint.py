@@ -22,7 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .decoder import Decoder, DecoderConfig
+from .decoder import ATTENTION_KINDS, Decoder, DecoderConfig
 from .encoders import get_spec
 from .vocab import Vocabulary
 
@@ -122,6 +122,18 @@ def find_checkpoints(root: str | Path) -> list[Path]:
         return []
     found = [p for p in root.iterdir() if p.is_dir() and is_checkpoint(p)]
     return sorted(found, key=lambda p: (p.name != "default", p.name))
+
+
+def attention_kind(folder: str | Path) -> str:
+    """A checkpoint's kind of attention, "soft" or "hard", read from its config alone (cheap:
+    no weights). CheckpointError if the config cannot be read or names another kind."""
+    folder = Path(folder)
+    config = _read_json(_member(folder, CONFIG))
+    decoder = config.get("decoder")
+    kind = decoder.get("attention", "soft") if isinstance(decoder, dict) else None
+    if kind not in ATTENTION_KINDS:
+        raise CheckpointError(f"{folder / CONFIG}: unknown attention {kind!r}")
+    return kind
 
 
 def _member(folder: Path, name: str) -> Path:

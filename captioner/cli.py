@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from .options import add_decoding_arguments, add_model_arguments, decoding_kwargs
+from .options import add_decoding_arguments, add_model_arguments, decoding_kwargs, model_kwargs
 
 # command -> module with get_args_parser() and main(args); imported only when used
 COMMANDS = {
@@ -55,11 +55,7 @@ def main(args: argparse.Namespace) -> int:
     from .onnx_encoder import EncoderRuntimeError
 
     try:
-        model = Captioner.load(
-            args.checkpoint,
-            encoder_weights=args.encoder_weights,
-            encoder_runtime=args.encoder_runtime,
-        )
+        model = Captioner.load(args.checkpoint, **model_kwargs(args))
     except (CheckpointError, EncoderWeightsError, EncoderRuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -80,10 +76,16 @@ def main(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         elif args.gif:
-            save_gif(attention_frames(image, cap.words, cap.alphas), Path(args.gif) / f"{stem}.gif")
+            frames = attention_frames(image, cap.words, cap.alphas, cells=cap.cells)
+            save_gif(frames, Path(args.gif) / f"{stem}.gif")
         if args.grid and cap.words:
             attention_grid(
-                image, cap.words, cap.alphas, Path(args.grid) / f"{stem}.png", title=cap.text
+                image,
+                cap.words,
+                cap.alphas,
+                Path(args.grid) / f"{stem}.png",
+                title=cap.text,
+                cells=cap.cells,
             )
         if args.json:
             full = cap.to_dict()
@@ -95,6 +97,8 @@ def main(args: argparse.Namespace) -> int:
                 "sources": full["sources"],
                 "names": full["names"],
             }
+            if cap.cells is not None:  # hard attention: the cell each word looked at
+                record["cells"] = cap.cells
             if args.alphas:
                 record["alphas"] = full["alphas"]
             print(json.dumps(record), flush=True)

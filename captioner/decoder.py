@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+ATTENTION_KINDS = ("soft", "hard")  # DecoderConfig.attention
+HARD_DECODING = ("argmax", "expected")  # DecoderConfig.hard_decoding
+
 
 @dataclass
 class DecoderConfig:
@@ -31,13 +34,35 @@ class DecoderConfig:
     # has been attended so far, so it can move on from what it has already described instead of
     # naming one object twice. False: the paper's attention, which sees only the features and h.
     coverage: bool = False
+    # "soft" (the paper's section 4.2): the context is the attention-weighted mean of the grid's
+    # annotation vectors. "hard" (section 4.1): the context is one grid cell's vector, a location
+    # drawn from the attention in training (REINFORCE, `captioner.hard_attention`) and chosen by
+    # `hard_decoding` when captioning.
+    attention: str = "soft"
+    # A hard model's location when captioning: "argmax", the most likely cell (the one the
+    # pictures light), or "expected", the soft context (the authors' generate_caps.py default).
+    hard_decoding: str = "argmax"
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTION_KINDS:
+            raise ValueError(
+                f"unknown attention {self.attention!r}; known: {', '.join(ATTENTION_KINDS)}"
+            )
+        if self.hard_decoding not in HARD_DECODING:
+            raise ValueError(
+                f"unknown hard_decoding {self.hard_decoding!r}; known: {', '.join(HARD_DECODING)}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class SoftAttention(nn.Module):
-    """Additive attention (Bahdanau et al.): alpha = softmax(w . relu(W_e e_i + W_h h [+ w_c cov_i]))."""
+    """Additive attention (Bahdanau et al.): alpha = softmax(w . relu(W_e e_i + W_h h [+ w_c cov_i])).
+
+    Its distribution serves both kinds of model: soft attention takes the expected context under
+    it, hard attention one location drawn from it (`Decoder.context`).
+    """
 
     CPU_BLOCK = 2**19  # values of the (B, K, P, A) attention sum computed at once on a CPU (2 MiB)
 
@@ -55,17 +80,12 @@ class SoftAttention(nn.Module):
         return self.encoder_att(features)  # (B, P, A)
 
     def forward(
-        self,
-        features: torch.Tensor,
-        projected: torch.Tensor,
-        h: torch.Tensor,
-        coverage: torch.Tensor | None = None,
-    ):
+        self, projected: torch.Tensor, h: torch.Tensor, coverage: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The attention distribution over the P positions for each of K hypotheses: (B, K, P)."""
         att2 = self.decoder_att(h)  # (B, K, A)
         scores = self.scores(projected, att2, coverage)  # (B, K, P)
-        alpha = torch.softmax(scores, dim=2)  # (B, K, P)
-        context = torch.bmm(alpha, features)  # (B, K, E)
-        return context, alpha
+        return torch.softmax(scores, dim=2)  # (B, K, P)
 
     def scores(
         self, projected: torch.Tensor, att2: torch.Tensor, coverage: torch.Tensor | None = None
@@ -167,14 +187,46 @@ class Decoder(nn.Module):
             return None
         return features.new_zeros(features.size(0), k, features.size(1))  # (B, K, P)
 
+    @property
+    def location_rule(self) -> str:
+        """How `step` turns the attention into a context: "expected" or "argmax"."""
+        hard = self.config.attention == "hard"
+        return self.config.hard_decoding if hard else "expected"
+
+    def context(self, alpha: torch.Tensor, features: torch.Tensor, rule: str):
+        """The context z_t under `rule`, and the grid cell it came from (None for "expected").
+
+        "expected": sum_i alpha_i a_i (soft attention); "sample": a_s with s drawn from alpha
+        (hard attention in training; the global RNG, so seeded runs repeat); "argmax": a_s with
+        s the most likely cell. Returns (B, K, E) and (B, K) or None.
+        """
+        if rule == "expected":
+            return torch.bmm(alpha, features), None  # (B, K, E)
+        b, k, p = alpha.shape
+        if rule == "sample":
+            where = torch.multinomial(alpha.reshape(b * k, p), 1).view(b, k)  # (B, K)
+        elif rule == "argmax":
+            where = alpha.argmax(dim=2)  # (B, K)
+        else:
+            raise ValueError(f"unknown location rule {rule!r}")
+        index = where.unsqueeze(2).expand(-1, -1, features.size(2))  # (B, K, E)
+        return features.gather(1, index), where  # (B, K, E): features[b, where[b, k]]
+
     def step(self, words, h, c, features, projected, coverage=None):
         """One time step for K hypotheses per image; returns logits, the new state and alpha.
 
         With coverage, `coverage` (B, K, P) is the attention of the past steps; add alpha to it.
+        The context follows `location_rule` (a hard model's cell is alpha's argmax, or none).
         """
+        alpha = self.attention(projected, h, coverage)  # (B, K, P)
+        context, _ = self.context(alpha, features, self.location_rule)  # (B, K, E)
+        logits, h, c = self.advance(words, h, c, context)
+        return logits, h, c, alpha
+
+    def advance(self, words, h, c, context):
+        """The LSTM step and the word logits, given the previous words and the context (B, K, E)."""
         b, k, d = h.shape
         emb = self.embedding(words)  # (B, K, embed)
-        context, alpha = self.attention(features, projected, h, coverage)  # (B, K, E), (B, K, P)
         gate = torch.sigmoid(self.f_beta(h))  # (B, K, E)
         z = gate * context  # (B, K, E)
         x = torch.cat([emb, z], dim=2)  # (B, K, embed + E)
@@ -185,15 +237,24 @@ class Decoder(nn.Module):
                 emb.view(b * k, -1) + self.out_h(h) + self.out_z(z.view(b * k, -1))
             )  # (B*K, embed)
         logits = self.fc(self.dropout(out))  # (B*K, V)
-        return logits.view(b, k, -1), h.view(b, k, d), c.view(b, k, d), alpha
+        return logits.view(b, k, -1), h.view(b, k, d), c.view(b, k, d)
 
-    def forward(self, features: torch.Tensor, captions: torch.Tensor, pad_index: int = 0):
+    def forward(
+        self,
+        features: torch.Tensor,
+        captions: torch.Tensor,
+        pad_index: int = 0,
+        rule: str | None = None,
+    ):
         """Teacher forcing. `captions` (B, T+1) are `<start> w.. <end> <pad>..`.
 
         Captions are sorted by length and step t runs only the captions still going, so no
         work is spent on padding; the outputs come back in the input order, zero at padding.
-        Returns logits (B, T, V) predicting captions[:, 1:], and alphas (B, T, P).
+        `rule`: how the context is made (`context`); None: `location_rule`.
+        Returns logits (B, T, V) predicting captions[:, 1:], alphas (B, T, P), and the cell each
+        step's context came from (B, T), -1 at padding, or None when the context is the expected one.
         """
+        rule = self.location_rule if rule is None else rule
         b = captions.size(0)
         steps = captions.size(1) - 1
         lengths = (captions[:, 1:] != pad_index).sum(dim=1)  # (B,) words + <end> to predict
@@ -204,6 +265,7 @@ class Decoder(nn.Module):
         coverage = self.init_coverage(features)  # (B, 1, P) or None
         logits = features.new_zeros(b, steps, self.config.vocab_size)  # (B, T, V)
         alphas = features.new_zeros(b, steps, features.size(1))  # (B, T, P)
+        cells = None if rule == "expected" else captions.new_full((b, steps), -1)  # (B, T)
         for t in range(steps):
             bt = int((lengths > t).sum())  # captions that still have a word to predict
             if bt == 0:
@@ -212,16 +274,18 @@ class Decoder(nn.Module):
                 # slice's gradient is a zero-filled copy of the whole (25 MB for `projected`)
                 h, c, features, projected = h[:bt], c[:bt], features[:bt], projected[:bt]
                 coverage = None if coverage is None else coverage[:bt]  # (bt, 1, P)
-            out, h, c, alpha = self.step(
-                captions[:bt, t : t + 1], h, c, features, projected, coverage
-            )
+            alpha = self.attention(projected, h, coverage)  # (bt, 1, P)
+            context, where = self.context(alpha, features, rule)  # (bt, 1, E), (bt, 1) or None
+            out, h, c = self.advance(captions[:bt, t : t + 1], h, c, context)  # (bt, 1, V)
             if coverage is not None:
                 coverage = coverage + alpha  # (bt, 1, P)
             logits[:bt, t] = out[:, 0]  # (bt, V)
             alphas[:bt, t] = alpha[:, 0]  # (bt, P)
+            if cells is not None:
+                cells[:bt, t] = where[:, 0]  # (bt,)
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(b, device=order.device)
-        return logits[inverse], alphas[inverse]
+        return logits[inverse], alphas[inverse], None if cells is None else cells[inverse]
 
 
 def caption_loss(

@@ -27,7 +27,7 @@ from .metrics import (
     object_vocabulary,
 )
 from .model import Caption, Captioner, default_checkpoint_dir
-from .options import add_decoding_arguments, add_model_arguments
+from .options import add_decoding_arguments, add_model_arguments, model_kwargs
 
 
 def classifier_words(captions: Iterable[Caption]) -> set[str]:
@@ -273,11 +273,7 @@ def main(args: argparse.Namespace) -> int:
     records = [r for r in records if r.id not in missing]
     vocabulary = object_vocabulary(r.objects for r in everything if r.objects)
     try:
-        model = Captioner.load(
-            args.checkpoint,
-            encoder_weights=args.encoder_weights,
-            encoder_runtime=args.encoder_runtime,
-        )
+        model = Captioner.load(args.checkpoint, **model_kwargs(args))
     except (CheckpointError, EncoderWeightsError, EncoderRuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from .images import ImageError, load_image
 from .model import Caption, Captioner
-from .options import add_decoding_arguments, add_model_arguments, decoding_kwargs
+from .options import add_decoding_arguments, add_model_arguments, decoding_kwargs, model_kwargs
 
 # The demo's example photos (scikit-image, CC0) and what a caption may call their main object.
 DEMO_PHOTOS = {
@@ -294,11 +294,7 @@ def main(args: argparse.Namespace) -> int:
             f"error: no labelled photos of split {args.split!r} in {args.photos}", file=sys.stderr
         )
         return 2
-    model = Captioner.load(
-        args.checkpoint,
-        encoder_weights=args.encoder_weights,
-        encoder_runtime=args.encoder_runtime,
-    )
+    model = Captioner.load(args.checkpoint, **model_kwargs(args))
     result = {"held_out": score_photos(model, photos, **decoding_kwargs(args))}
     if args.examples:
         demo = demo_photos(args.examples)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ class Caption:
     image: object = None  # the RGB PIL image that was captioned, for drawing the attention
     sources: list[str] | None = None  # None: every word from the decoder
     names: list[list[NameChoice]] | None = None
+    # hard attention: the grid cell (row * 14 + column) whose annotation vector was each word's
+    # context; `alphas` stays the distribution it was chosen from. None: soft attention.
+    cells: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.sources is None:
@@ -65,6 +69,7 @@ class Caption:
             "sources": self.sources,
             "names": [[c.to_dict() for c in choices] for choices in self.names],
             "alphas": np.round(self.alphas, 5).tolist(),
+            **({} if self.cells is None else {"cells": self.cells}),
         }
 
 
@@ -137,12 +142,15 @@ class Captioner:
         encoder_weights: str | None = None,
         pretrained_encoder: bool = True,
         encoder_runtime: str = "torch",
+        hard_decoding: str | None = None,
     ) -> Captioner:
         """Load a checkpoint folder (default: `default_checkpoint_dir()`).
 
         Encoder weights come from the checkpoint where it was fine-tuned, else from the encoder's
         pretrained source or `encoder_weights`. `encoder_runtime="onnxruntime"` runs the encoder
         with ONNX Runtime on a CPU (faster; optional package; see `Encoder.set_runtime`).
+        `hard_decoding` ("argmax" or "expected"): a hard-attention model's context when
+        captioning, instead of the checkpoint's setting (soft models have no such choice).
         """
         if path is None:
             path = default_checkpoint_dir()
@@ -159,6 +167,10 @@ class Captioner:
             weights_path=encoder_weights,
             fine_tune=data.fine_tune,
         )
+        if hard_decoding is not None:
+            data.decoder_config = dataclasses.replace(
+                data.decoder_config, hard_decoding=hard_decoding
+            )  # checked: an unknown rule is a ValueError
         decoder = Decoder(data.decoder_config)
         load_state_checked(decoder, data.decoder_state, path / WEIGHTS)
         if data.encoder_state:
@@ -241,6 +253,8 @@ class Captioner:
 
         `images`: the B pictures the features came from, kept in each `Caption` for drawing."""
         slots = [self.vocab.stoi[w] for w in SLOTS if w in self.vocab.stoi]
+        # a hard model that decodes from the most likely cell looked exactly there
+        hard = self.decoder.location_rule == "argmax"
         hyps = beam_search(
             self.inference_decoder(),
             features,
@@ -269,7 +283,14 @@ class Captioner:
                     "classifier, which was not loaded (no pretrained weights)"
                 )
             names = imagenet_names()
-            named = name_slots(self.encoder, names, [h.alphas for h in hyps], features, steps)
+            # the context each word came from: a hard model's looked-at cell, else the soft mean
+            looked = [
+                torch.nn.functional.one_hot(h.alphas.argmax(1), h.alphas.size(1)).float()
+                if hard
+                else h.alphas
+                for h in hyps
+            ]  # (T, P) each
+            named = name_slots(self.encoder, names, looked, features, steps)
             for b, ws in enumerate(words):
                 filled, keep = fill_slots(ws, named[b], names)
                 for t, opts in zip(steps[b], named[b]):
@@ -288,6 +309,7 @@ class Captioner:
                 image=im,
                 sources=src,
                 names=ch,
+                cells=h.alphas.argmax(dim=1).tolist() if hard else None,
             )
             for w, h, src, ch, im in zip(words, hyps, sources, choices, images, strict=True)
         ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from .beam import DecodingError, check_decoding_options
+from .decoder import HARD_DECODING
 from .onnx_encoder import RUNTIMES
 
 
@@ -27,7 +28,8 @@ def _checked_int(option: str):
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--checkpoint, --encoder-weights and --encoder-runtime: which trained model to load, how."""
+    """--checkpoint, --encoder-weights, --encoder-runtime and --hard-decoding: which trained model
+    to load, and how."""
     parser.add_argument(
         "--checkpoint",
         default=None,
@@ -39,6 +41,22 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="local encoder weights for a checkpoint whose encoder was not fine-tuned",
     )
     add_runtime_argument(parser)
+    parser.add_argument(
+        "--hard-decoding",
+        choices=HARD_DECODING,
+        default=None,
+        help="a hard-attention model's context when captioning: the most likely cell (argmax) "
+        "or the expected one (default: the checkpoint's setting; soft models ignore it)",
+    )
+
+
+def model_kwargs(args: argparse.Namespace) -> dict:
+    """The parsed model options as keyword arguments of `Captioner.load`."""
+    return {
+        "encoder_weights": args.encoder_weights,
+        "encoder_runtime": args.encoder_runtime,
+        "hard_decoding": args.hard_decoding,
+    }
 
 
 def add_runtime_argument(parser: argparse.ArgumentParser) -> None:

@@ -79,6 +79,7 @@ def packed_decoder(decoder: Decoder) -> Decoder:
     if not can_pack(decoder):
         raise ValueError("this decoder cannot be packed (see captioner.packed.can_pack)")
     packed = copy.deepcopy(decoder).eval()
+    packed.config = decoder.config  # shared: a decoding setting changed later applies to both
     with torch.no_grad():
         for owner, name in [
             (packed.attention, "decoder_att"),

@@ -36,15 +36,17 @@ from .data.check import check_images
 from .data.features import cache_features
 from .data.grounding import mention_targets
 from .data.karpathy import DataError, ImageRecord, image_size, load_karpathy, split_records
-from .decoder import DecoderConfig, caption_loss
+from .decoder import ATTENTION_KINDS, HARD_DECODING, DecoderConfig, caption_loss
 from .encoders import ENCODERS, GRID
 from .evaluate import evaluate_captions
+from .hard_attention import HardAttentionObjective
 from .images import load_image
 from .model import Captioner
 from .options import add_decoding_arguments
 from .vocab import SLOT, SLOT_PLURAL, SPECIALS, Vocabulary
 
 DEFAULT_LR = 4e-4  # the decoder's Adam learning rate
+RNG_STATE = "rng.cpu"  # the CPU random generator's state among last/'s training tensors
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -106,6 +108,32 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         action="store_true",
         help="let the attention see how much each position was attended so far "
         "(not in the paper; helps the decoder move on to the next object)",
+    )
+    p.add_argument(
+        "--attention",
+        choices=ATTENTION_KINDS,
+        default=DecoderConfig.attention,
+        help="soft: the context is the attention-weighted mean (the paper's 4.2, default); "
+        "hard: one sampled grid cell per word, trained by REINFORCE (the paper's 4.1)",
+    )
+    p.add_argument(
+        "--hard-decoding",
+        choices=HARD_DECODING,
+        default=DecoderConfig.hard_decoding,
+        help="a hard model's location when captioning: the most likely cell (default) or the "
+        "expected (soft) context; saved with the model",
+    )
+    p.add_argument(
+        "--reinforce-weight",
+        type=float,
+        default=0.1,
+        help="hard attention: lambda_r, the weight of the REINFORCE term (the authors' 1/10)",
+    )
+    p.add_argument(
+        "--entropy-weight",
+        type=float,
+        default=0.002,
+        help="hard attention: lambda_e, the weight of the attention entropy bonus",
     )
     p.add_argument(
         "--patience",
@@ -273,12 +301,25 @@ def optimizer_from_tensors(
 
 
 class TrainingModule(nn.Module):
-    """Encoder + decoder as one module for DDP; returns the loss of a teacher-forced batch."""
+    """Encoder + decoder as one module for DDP; returns the loss of a teacher-forced batch.
 
-    def __init__(self, model: Captioner, alpha_c: float, alpha_box: float = 0.0):
+    A hard-attention model also gets the REINFORCE terms (`captioner.hard_attention`): each
+    training batch samples its locations or uses the expected context, as `hard.draw()` says.
+    """
+
+    def __init__(
+        self,
+        model: Captioner,
+        alpha_c: float,
+        alpha_box: float = 0.0,
+        hard: HardAttentionObjective | None = None,
+    ):
         super().__init__()
         self.encoder, self.decoder = model.encoder, model.decoder
         self.alpha_c, self.alpha_box, self.pad = alpha_c, alpha_box, model.vocab.pad
+        if hard is None and model.decoder.config.attention == "hard":
+            hard = HardAttentionObjective()
+        self.hard = hard
 
     def forward(
         self,
@@ -286,10 +327,15 @@ class TrainingModule(nn.Module):
         captions: torch.Tensor,
         box_targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        logits, alphas = self.decoder(features, captions, self.pad)  # (B, T, V), (B, T, P)
-        return caption_loss(
+        rule = self.hard.draw() if self.hard is not None and self.training else None
+        logits, alphas, cells = self.decoder(features, captions, self.pad, rule)  # (B, T, V) ...
+        loss = caption_loss(
             logits, captions, alphas, self.pad, self.alpha_c, box_targets, self.alpha_box
         )
+        if self.hard is not None:
+            sampled = cells if rule == "sample" else None
+            loss = loss + self.hard(logits, captions, alphas, sampled, self.pad)
+        return loss
 
 
 def train_one_epoch(
@@ -497,6 +543,8 @@ def start_run(
         dropout=args.dropout,
         deep_output=args.deep_output,
         coverage=args.coverage,
+        attention=args.attention,
+        hard_decoding=args.hard_decoding,
     )
     return Start(model, state)
 
@@ -585,7 +633,9 @@ class RunFolder:
                 "args": run_args,
             }
         )
-        data.training_tensors = tensors
+        # the random stream goes on where it stopped (dropout, hard attention's draws); under
+        # DDP every process resumes with rank 0's
+        data.training_tensors = {**tensors, RNG_STATE: torch.get_rng_state()}
         save_checkpoint(self.last, data, half=False)
 
     def record_epoch(
@@ -718,16 +768,29 @@ def main(args: argparse.Namespace) -> int:
         train_source.bad_ids,
         GRID if args.alpha_box else None,
     )
-    module = TrainingModule(model, args.alpha_c, args.alpha_box)
+    hard = None
+    if model.decoder.config.attention == "hard":
+        hard = HardAttentionObjective(args.reinforce_weight, args.entropy_weight)
+        if state.get("hard_baseline") is not None:  # resumed: the baseline goes on
+            hard.baseline.fill_(state["hard_baseline"])
+    module = TrainingModule(model, args.alpha_c, args.alpha_box, hard)
     optimizer = make_optimizer(model, args, start, fine_tune_starts)
     if world > 1:
         module = nn.parallel.DistributedDataParallel(module)
     run_args = run_arguments(args, model)
 
+    def keep_baseline() -> None:
+        """The hard-attention baseline goes with the run's state, for an exact --resume."""
+        if hard is not None and not torch.isnan(hard.baseline):
+            state["hard_baseline"] = float(hard.baseline)
+
     def save_every(step: int, loss: float) -> None:
         if args.save_every and step % args.save_every == 0:
+            keep_baseline()
             run.save_last(model, optimizer, state, run_args, state["epoch"], step)
 
+    if start.optimizer_tensors and RNG_STATE in start.optimizer_tensors:
+        torch.set_rng_state(start.optimizer_tensors[RNG_STATE])
     started = time.time()
     for epoch in range(state["epoch"], args.epochs):
         state["epoch"] = epoch
@@ -747,6 +810,7 @@ def main(args: argparse.Namespace) -> int:
         )
         loss = mean_over_ranks(loss, args.device, world)
         state["step"] = 0
+        keep_baseline()
         result = evaluate(model, val_records, val_source, args.val_beam_size, args.device)
         entry, improved = end_of_epoch(state, epoch, loss, result, time.time() - t0)
         run.record_epoch(model, state, entry, improved, run_args)

@@ -48,6 +48,7 @@ CLOSE_ERRORS = """(...args) => {
   return args;
 }"""
 DISPLAY_SIDE = 448  # frames are drawn at this size (longest side)
+CELL, DISTRIBUTION = "Looked-at cell", "Distribution"  # how a hard model's words are shown
 # An upload other than a JPEG is decoded at full size: at most this many pixels (8K, 4 bytes each),
 # so that no accepted upload takes the server past 1.5 GB (see `python -m bench.load --big`)
 MAX_FULL_DECODE = 36_000_000
@@ -213,6 +214,7 @@ class CaptionDemo:
                 None,
                 None,
                 gr.skip(),
+                gr.Radio(value=CELL, visible=False),
             )
         try:
             rendered = start_render(captioned.caption, self.workspace.new_folder(), DISPLAY_SIDE)
@@ -236,8 +238,10 @@ class CaptionDemo:
             minimum=1, maximum=max(n, 2), value=1, step=1, interactive=n > 1, visible=n > 0
         )
         text = rendered.text or "(the model gave no words for this picture)"
+        # a hard-attention model looked at one cell per word: shown lit, its distribution on demand
+        view = gr.Radio(value=CELL, visible=rendered.cells is not None and n > 0)
         # the beam size used: a typed 9 shows as 5 (a programmatic change: no new run)
-        return rendered, text, info, chips, slider, first, None, None, captioned.beam_size
+        return rendered, text, info, chips, slider, first, None, None, captioned.beam_size, view
 
     def animate(self, rendered: Rendered | None) -> str | None:
         """Every other frame, then the downloadable GIF: drawn after the first frame shows."""
@@ -270,38 +274,76 @@ class CaptionDemo:
 
     # ---- stepping through words: files only, never the model -------------------------------
 
-    def frame(self, rendered: Rendered, index: int) -> str:
+    def frame(self, rendered: Rendered, index: int, view: Any = CELL) -> str:
         try:
-            return rendered.frame(index)
+            return rendered.frame(index, distribution=view == DISTRIBUTION)
         except FileNotFoundError:
             raise gr.Error(
                 "This caption has expired; please caption the picture again.", print_exception=False
             ) from None
 
-    def goto(self, rendered: Rendered | None, index: int) -> tuple[Any, Any, Any]:
-        """(frame, slider position, chip) for word `index` (0-based, clamped)."""
+    def goto(self, rendered: Rendered | None, index: int, view: Any = CELL) -> tuple[Any, Any, Any]:
+        """(frame, slider position, chip) for word `index` (0-based, clamped); `view`: a hard
+        model's looked-at cell (`CELL`) or its attention distribution (`DISTRIBUTION`)."""
         if rendered is None or not rendered.words:
             return gr.skip(), gr.skip(), gr.skip()
         i = rendered.clamp(index)
-        return self.frame(rendered, i), i + 1, i
+        return self.frame(rendered, i, view), i + 1, i
 
-    def step(self, rendered: Rendered | None, position: Any, delta: int) -> tuple[Any, Any, Any]:
+    def step(
+        self, rendered: Rendered | None, position: Any, delta: int, view: Any = CELL
+    ) -> tuple[Any, Any, Any]:
         """Previous/next: `position` is the slider's 1-based value."""
-        return self.goto(rendered, _position(position) - 1 + delta)
+        return self.goto(rendered, _position(position) - 1 + delta, view)
 
-    def previous_word(self, rendered: Rendered | None, position: Any):
-        return self.step(rendered, position, -1)
+    def previous_word(self, rendered: Rendered | None, position: Any, view: Any = CELL):
+        return self.step(rendered, position, -1, view)
 
-    def next_word(self, rendered: Rendered | None, position: Any):
-        return self.step(rendered, position, +1)
+    def next_word(self, rendered: Rendered | None, position: Any, view: Any = CELL):
+        return self.step(rendered, position, +1, view)
 
-    def on_slide(self, rendered: Rendered | None, position: Any):
-        frame, _, chip = self.goto(rendered, _position(position) - 1)
+    def on_slide(self, rendered: Rendered | None, position: Any, view: Any = CELL):
+        frame, _, chip = self.goto(rendered, _position(position) - 1, view)
         return frame, chip
 
-    def on_chip(self, rendered: Rendered | None, index: Any):
-        frame, position, _ = self.goto(rendered, _position(index))
+    def on_chip(self, rendered: Rendered | None, index: Any, view: Any = CELL):
+        frame, position, _ = self.goto(rendered, _position(index), view)
         return frame, position
+
+    def on_view(self, rendered: Rendered | None, position: Any, view: Any):
+        """The same word, drawn the other way (looked-at cell or distribution)."""
+        return self.goto(rendered, _position(position) - 1, view)[0]
+
+    # ---- soft and hard attention side by side ----------------------------------------------
+
+    def compare(
+        self, image: Any, beam_size: Any = 3, soft_model: str | None = None, hard_model: Any = None
+    ) -> tuple[str, str | None, str, str | None]:
+        """The same picture captioned by a soft- and a hard-attention model: for each, its caption
+        and the paper-style figure of its words (the soft model's maps, the hard one's cells)."""
+        out: list[Any] = []
+        for name, kind in ((soft_model, "soft"), (hard_model, "hard")):
+            if not name or self.store.kind(name) != kind:
+                raise gr.Error(
+                    f"Choose a {kind}-attention model for this side "
+                    f"({', '.join(self.store.of_kind(kind)) or 'none installed'}).",
+                    print_exception=False,
+                )
+            _, captioned = self.caption(image, beam_size, name)
+            try:
+                rendered = start_render(
+                    captioned.caption, self.workspace.new_folder(), DISPLAY_SIDE
+                )
+                grid = render_grid(rendered)
+            except Exception:
+                log.exception("drawing the comparison failed")
+                raise gr.Error(
+                    "Could not draw where the models looked; please try again.",
+                    print_exception=False,
+                ) from None
+            text = rendered.text or "(no words)"
+            out += [f"**{name}** ({kind} attention): {text}", None if grid is None else str(grid)]
+        return tuple(out)  # type: ignore[return-value]
 
     def model_note(self, model: str | None = None) -> str:
         """One honest line on what the chosen model can name, read from the model itself."""
@@ -421,6 +463,15 @@ class CaptionDemo:
                     with gr.Row(elem_id="step-row"):
                         prev_btn = gr.Button("◀ Previous word", size="sm", elem_id="prev-btn")
                         next_btn = gr.Button("Next word ▶", size="sm", elem_id="next-btn")
+                    view = gr.Radio(
+                        [CELL, DISTRIBUTION],
+                        value=CELL,
+                        label="Hard attention: show",
+                        info="the one grid cell each word looked at, or the distribution it "
+                        "was chosen from",
+                        visible=False,
+                        elem_id="hard-view",
+                    )
             # below both columns: on a narrow screen the caption and its words come first
             examples = None
             if self.examples:
@@ -452,6 +503,49 @@ class CaptionDemo:
                     )
                 with gr.Tab("JSON (API)") as json_tab:
                     as_json = gr.JSON(label="What the caption API returns", open=False)
+                soft_models, hard_models = self.store.of_kind("soft"), self.store.of_kind("hard")
+                with gr.Tab(
+                    "Compare soft and hard",
+                    visible=bool(soft_models and hard_models),
+                    elem_id="compare-tab",
+                ) as compare_tab:
+                    gr.Markdown(
+                        "The paper's two models on the picture above: **soft** attention takes a "
+                        "weighted mean of the whole grid for each word, **hard** attention looks "
+                        "at one cell (lit)."
+                    )
+                    with gr.Row():
+                        soft_pick = gr.Dropdown(
+                            soft_models,
+                            value=next((m for m in soft_models if m.startswith("soft")), None)
+                            or (soft_models[0] if soft_models else None),
+                            label="Soft-attention model",
+                        )
+                        hard_pick = gr.Dropdown(
+                            hard_models,
+                            value=hard_models[0] if hard_models else None,
+                            label="Hard-attention model",
+                        )
+                        compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
+                    with gr.Row(equal_height=False):
+                        with gr.Column():
+                            soft_text = gr.Markdown("", elem_id="soft-text")
+                            soft_grid = gr.Image(
+                                label="Soft attention",
+                                format="png",
+                                interactive=False,
+                                buttons=["download", "fullscreen"],
+                                elem_id="soft-grid",
+                            )
+                        with gr.Column():
+                            hard_text = gr.Markdown("", elem_id="hard-text")
+                            hard_grid = gr.Image(
+                                label="Hard attention",
+                                format="png",
+                                interactive=False,
+                                buttons=["download", "fullscreen"],
+                                elem_id="hard-grid",
+                            )
 
             inputs = [image, beam, model]
             model_run = dict(
@@ -483,7 +577,18 @@ class CaptionDemo:
                     run.success(
                         self.show,
                         [captioned],
-                        [rendered, caption_box, info, chips, slider, attention, gif, grid, beam],
+                        [
+                            rendered,
+                            caption_box,
+                            info,
+                            chips,
+                            slider,
+                            attention,
+                            gif,
+                            grid,
+                            beam,
+                            view,
+                        ],
                         api_visibility="private",
                         show_progress="hidden",
                         queue=False,
@@ -515,20 +620,39 @@ class CaptionDemo:
                 concurrency_id="render",
                 show_progress="minimal",
             )
-            gr.on([gif_tab.select, json_tab.select], lambda: False, None, [grid_open], **fast)
+            gr.on(
+                [gif_tab.select, json_tab.select, compare_tab.select],
+                lambda: False,
+                None,
+                [grid_open],
+                **fast,
+            )
+            compare_btn.click(
+                self.compare,
+                [image, beam, soft_pick, hard_pick],
+                [soft_text, soft_grid, hard_text, hard_grid],
+                preprocess=False,
+                api_visibility="private",
+                concurrency_id="model",
+                concurrency_limit=self.model_concurrency,
+                show_progress="minimal",
+            )
 
             prev_btn.click(
-                self.previous_word, [rendered, slider], [attention, slider, chips], **fast
+                self.previous_word, [rendered, slider, view], [attention, slider, chips], **fast
             )
-            next_btn.click(self.next_word, [rendered, slider], [attention, slider, chips], **fast)
+            next_btn.click(
+                self.next_word, [rendered, slider, view], [attention, slider, chips], **fast
+            )
             slider.input(
                 self.on_slide,
-                [rendered, slider],
+                [rendered, slider, view],
                 [attention, chips],
                 trigger_mode="always_last",
                 **fast,
             )
-            chips.input(self.on_chip, [rendered, chips], [attention, slider], **fast)
+            chips.input(self.on_chip, [rendered, chips, view], [attention, slider], **fast)
+            view.input(self.on_view, [rendered, slider, view], [attention], **fast)
             chips.change(self.word_info, [rendered, chips], [word_names], **fast)
             model.input(
                 self.model_note,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from captioner import Captioner, CheckpointError, find_checkpoints
+from captioner import Captioner, CheckpointError, attention_kind, find_checkpoints
 
 SHOWN_CHARS = 40  # of a name a request sent, at most this much is echoed in a message
 
@@ -58,6 +58,17 @@ class ModelStore:
     @property
     def names(self) -> list[str]:
         return list(self._folders)
+
+    def kind(self, name: str) -> str | None:
+        """A model's attention, "soft" or "hard", from its config (None if it cannot be read)."""
+        try:
+            return attention_kind(self.folder(name))
+        except CheckpointError:
+            return None
+
+    def of_kind(self, kind: str) -> list[str]:
+        """The names of the models with `kind` attention, in the store's order."""
+        return [name for name in self.names if self.kind(name) == kind]
 
     @property
     def default(self) -> str | None:

@@ -33,6 +33,7 @@ class Rendered:
     base: Path  # the captioned picture at display size; frames are saved next to it
     sources: list[str] = field(default_factory=list)  # per word: "decoder" or "classifier"
     names: list[list[dict]] = field(default_factory=list)  # per word: the classifier's top names
+    cells: list[int] | None = None  # hard attention: the cell each word looked at; None: soft
 
     def __len__(self) -> int:
         return len(self.words)
@@ -44,10 +45,13 @@ class Rendered:
     def clamp(self, index: int) -> int:
         return min(max(int(index), 0), max(len(self.words) - 1, 0))
 
-    def frame_path(self, index: int) -> Path:
-        return self.folder / f"{index + 1:02d}_{_slug(self.words[index])}.jpg"
+    def frame_path(self, index: int, distribution: bool = False) -> Path:
+        """Word `index`'s frame file; `distribution`: a hard model's smooth map of the attention
+        distribution instead of its looked-at cell (the same file for a soft model)."""
+        suffix = "_distribution" if distribution and self.cells is not None else ""
+        return self.folder / f"{index + 1:02d}_{_slug(self.words[index])}{suffix}.jpg"
 
-    def frame(self, index: int) -> str:
+    def frame(self, index: int, distribution: bool = False) -> str:
         """The picture for word `index` (clamped), drawn now if not yet; the base picture without words.
 
         Raises FileNotFoundError when the files are gone (the workspace dropped this caption).
@@ -56,31 +60,36 @@ class Rendered:
             path = self.base
         else:
             index = self.clamp(index)
-            path = self.frame_path(index)
+            path = self.frame_path(index, distribution)
             if not path.is_file():
-                self.draw([index])
+                self.draw([index], distribution)
         if not path.is_file():
             raise FileNotFoundError(path)
         return str(path)
 
-    def draw(self, indices: Iterable[int] | None = None) -> list[Path]:
+    def draw(self, indices: Iterable[int] | None = None, distribution: bool = False) -> list[Path]:
         """Draw and save the frames of `indices` (default: all) that are not on disk yet."""
         todo = [
             i
             for i in (range(len(self.words)) if indices is None else indices)
-            if not self.frame_path(i).is_file()
+            if not self.frame_path(i, distribution).is_file()
         ]
+        cells = None if self.cells is None or distribution else self.cells
         if todo:
             if not self.base.is_file():
                 raise FileNotFoundError(self.base)
             with Image.open(self.base) as im:
                 base = im.convert("RGB")
             frames = attention_frames(
-                base, [self.words[i] for i in todo], self.alphas[todo], size=None
+                base,
+                [self.words[i] for i in todo],
+                self.alphas[todo],
+                size=None,
+                cells=None if cells is None else [cells[i] for i in todo],
             )
             for i, frame in zip(todo, frames):
-                _save_atomic(frame, self.frame_path(i))
-        return [self.frame_path(i) for i in range(len(self.words))]
+                _save_atomic(frame, self.frame_path(i, distribution))
+        return [self.frame_path(i, distribution) for i in range(len(self.words))]
 
 
 def _slug(word: str) -> str:
@@ -115,6 +124,7 @@ def start_render(caption: Caption, folder: Path, side: int = 448) -> Rendered:
         base=base,
         sources=list(caption.sources),
         names=[[c.to_dict() for c in choices] for choices in caption.names],
+        cells=None if caption.cells is None else list(caption.cells),
     )
 
 
@@ -124,8 +134,16 @@ def word_note(rendered: Rendered | None, index: int) -> str:
         return ""
     i = rendered.clamp(index)
     word = rendered.words[i]
+    looked = ""
+    if rendered.cells is not None:  # hard attention: one cell, and how sure the choice was
+        row, col = divmod(rendered.cells[i], rendered.alphas.shape[-1])
+        share = float(rendered.alphas[i].reshape(-1)[rendered.cells[i]])
+        looked = (
+            f" Hard attention: it looked at one cell, row {row + 1}, column {col + 1} of the "
+            f"grid, which its attention gave {share:.0%}."
+        )
     if rendered.sources[i] != "classifier":
-        return f"**{word}**: from the decoder's own vocabulary."
+        return f"**{word}**: from the decoder's own vocabulary.{looked}"
     options = " · ".join(
         f"{c['name']} {c['probability']:.0%}"
         + (f" ({c['detail']})" if c["detail"] != c["name"] else "")
@@ -133,7 +151,7 @@ def word_note(rendered: Rendered | None, index: int) -> str:
     )
     return (
         f"**{word}**: named by the encoder's ImageNet classifier from where the model looked. "
-        f"Its top 3: {options}"
+        f"Its top 3: {options}{looked}"
     )
 
 
@@ -158,6 +176,8 @@ def render_grid(rendered: Rendered, name: str = "attention_grid.png") -> Path | 
     with Image.open(rendered.base) as im:
         base = im.convert("RGB")
     tmp = path.with_name(f".{uuid.uuid4().hex}.png")
-    attention_grid(base, rendered.words, rendered.alphas, tmp, title=rendered.text)
+    attention_grid(
+        base, rendered.words, rendered.alphas, tmp, title=rendered.text, cells=rendered.cells
+    )
     os.replace(tmp, path)
     return path

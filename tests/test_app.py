@@ -126,12 +126,13 @@ def test_stepping_through_words_never_runs_the_model(served, model_calls):
     app, _ = served
     _, captioned = app.caption(str(PHOTO), 3)
     assert len(model_calls) == 1
-    rendered, text, _, chips, slider, first, gif, grid, beam = app.show(captioned)
+    rendered, text, _, chips, slider, first, gif, grid, beam, view = app.show(captioned)
     n = len(rendered.words)
     assert text == rendered.text and n > 2
     assert slider.maximum == n and slider.value == 1 and chips.value == 0
     assert Path(first).is_file() and gif is None and grid is None
     assert beam == 3 and slider.visible  # the beam size used, shown back on the page
+    assert view.visible is False  # a soft model: no choice between cell and distribution
 
     frame, position, chip = app.next_word(rendered, 1)
     assert (position, chip) == (2, 1) and frame != first and Path(frame).is_file()
@@ -154,7 +155,7 @@ def test_one_word_captions_and_cleared_pictures_keep_the_slider_valid(served):
     )
     from demo.app import Captioned
 
-    rendered, _, _, _, slider, first, _, _, beam = app.show(Captioned(one, "tiny", 3, 0.1))
+    rendered, _, _, _, slider, first, _, _, beam, _ = app.show(Captioned(one, "tiny", 3, 0.1))
     assert slider.maximum == 2 and slider.value == 1 and not slider.interactive and beam == 3
     assert app.next_word(rendered, 1)[1] == 1
     assert app.caption_if_image(None) == (None, None)
@@ -441,3 +442,86 @@ def test_the_app_s_handler_uses_the_beam_size_asked_for_with_the_default_model()
         assert len(texts) > 1, texts
     finally:
         app.workspace.close()
+
+
+@pytest.fixture(scope="module")
+def soft_and_hard(tmp_path_factory):
+    """The app's handlers over two tiny random models, one of each kind of attention."""
+    import torch
+
+    from captioner import Captioner, Vocabulary
+    from demo import CaptionDemo
+    from demo.models import ModelStore
+    from demo.workspace import Workspace
+    from tests.conftest import WORDS
+
+    root = tmp_path_factory.mktemp("kinds")
+    for kind in ("soft", "hard"):
+        torch.manual_seed(0)
+        Captioner.create(
+            "efficientnet-lite2",
+            Vocabulary.build([WORDS]),
+            embed_dim=32,
+            attention_dim=32,
+            decoder_dim=64,
+            dropout=0.0,
+            attention=kind,
+        ).save(root / f"tiny-{kind}")
+    app = CaptionDemo(
+        ModelStore.discover(root), workspace=Workspace(parent=tmp_path_factory.mktemp("ws"))
+    )
+    yield app
+    app.workspace.close()
+
+
+def test_a_hard_model_lights_the_cell_each_word_looked_at(soft_and_hard):
+    from demo.app import DISTRIBUTION
+
+    app = soft_and_hard
+    result, captioned = app.caption(str(PHOTO), 2, "tiny-hard")
+    alphas = np.asarray(result["alphas"])
+    assert result["cells"] == [int(a.argmax()) for a in alphas]  # decoded from the likeliest cell
+    rendered, *_, view = app.show(captioned)
+    assert view.visible  # cell or distribution, for a hard model
+    base = np.asarray(Image.open(rendered.base).convert("L"), dtype=np.float32)
+    for i in range(min(3, len(rendered.words))):
+        frame = np.asarray(Image.open(app.frame(rendered, i)).convert("L"), dtype=np.float32)
+        row, col = divmod(result["cells"][i], 14)
+        h, w = base.shape
+        inside = np.zeros_like(base, dtype=bool)
+        inside[
+            row * h // 14 + 2 : (row + 1) * h // 14 - 2, col * w // 14 + 2 : (col + 1) * w // 14 - 2
+        ] = True
+        change = frame - base
+        # the looked-at cell as it is, everything else dimmed
+        assert abs(change[inside].mean()) < 4 and change[~inside].mean() < -30, (i, row, col)
+        smooth = app.frame(rendered, i, DISTRIBUTION)
+        assert smooth != app.frame(rendered, i) and Path(smooth).is_file()
+    note = app.word_info(rendered, 0)
+    row, col = divmod(result["cells"][0], 14)
+    assert f"row {row + 1}, column {col + 1}" in note
+    assert app.on_view(rendered, 1, DISTRIBUTION) == app.frame(rendered, 0, DISTRIBUTION)
+
+
+def test_compare_shows_a_soft_and_a_hard_model_on_one_picture(soft_and_hard):
+    app = soft_and_hard
+    assert app.store.of_kind("soft") == ["tiny-soft"] and app.store.of_kind("hard") == ["tiny-hard"]
+    soft_text, soft_grid, hard_text, hard_grid = app.compare(
+        str(PHOTO), 1, "tiny-soft", "tiny-hard"
+    )
+    soft_words = app.caption(str(PHOTO), 1, "tiny-soft")[0]["caption"]
+    assert soft_text == f"**tiny-soft** (soft attention): {soft_words}"
+    assert hard_text.startswith("**tiny-hard** (hard attention): ")
+    assert Path(soft_grid).is_file() and Path(hard_grid).is_file() and soft_grid != hard_grid
+    with pytest.raises(gr.Error, match="Choose a hard-attention model"):
+        app.compare(str(PHOTO), 1, "tiny-soft", "tiny-soft")
+    demo = app.build()
+    tabs = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "compare-tab"]
+    assert len(tabs) == 1 and tabs[0].visible  # both kinds installed: the tab is there
+
+
+def test_the_compare_tab_is_hidden_without_both_kinds(served):
+    app, _ = served
+    demo = app.build()
+    tabs = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "compare-tab"]
+    assert len(tabs) == 1 and not tabs[0].visible

@@ -90,13 +90,13 @@ def test_training_on_the_box_loss_moves_attention_into_the_box():
 
     def mass() -> float:
         with torch.no_grad():
-            _, alphas = dec(features, captions)
+            _, alphas, _ = dec(features, captions)
         return float(alphas[:, 1, 0].mean())
 
     before = mass()
     opt = torch.optim.Adam(dec.parameters(), lr=1e-2)
     for _ in range(100):
-        logits, alphas = dec(features, captions)
+        logits, alphas, _ = dec(features, captions)
         loss = caption_loss(
             logits, captions, alphas, alpha_c=0.0, box_targets=targets, alpha_box=1.0
         )

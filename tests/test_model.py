@@ -100,7 +100,7 @@ def test_decoder_forward_and_loss_handle_variable_lengths(deep_output, coverage)
     caps = torch.tensor(
         [[1, 4, 5, 6, 2], [1, 4, 2, 0, 0], [1, 7, 8, 5, 2]]
     )  # <start>.. <end> <pad>
-    logits, alphas = dec(feats, caps)
+    logits, alphas, _ = dec(feats, caps)
     assert logits.shape == (3, 4, 9) and alphas.shape == (3, 4, 196)
     real = (caps[:, 1:] != 0).float()  # steps that predict a word or <end>
     torch.testing.assert_close(alphas.sum(2), real)  # attention sums to 1; padding gets none
@@ -115,7 +115,7 @@ def test_decoder_forward_and_loss_handle_variable_lengths(deep_output, coverage)
 
 
 def loss_of(dec, feats, caps, alpha_c=1.0):
-    logits, alphas = dec(feats, caps)
+    logits, alphas, _ = dec(feats, caps)
     return caption_loss(logits, caps, alphas, pad_index=0, alpha_c=alpha_c)
 
 
@@ -131,7 +131,7 @@ def test_doubly_stochastic_penalty_value():
 def sequence_log_prob(dec, feats, tokens, end):
     """log p(tokens + <end>) by teacher forcing."""
     caps = torch.tensor([[1, *tokens, end]])
-    logits, _ = dec(feats, caps)
+    logits, _, _ = dec(feats, caps)
     lp = torch.log_softmax(logits, 2)[0]
     return sum(lp[t, caps[0, t + 1]].item() for t in range(caps.size(1) - 1))
 

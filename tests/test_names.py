@@ -166,10 +166,10 @@ def test_adding_words_keeps_what_the_decoder_said_and_starts_slots_as_objects():
     model.decoder.eval()
     features = torch.randn(2, 196, 1280)
     captions = torch.tensor([[vocab.start, vocab.stoi["a"], vocab.stoi["cat"], vocab.end]] * 2)
-    before, _ = model.decoder(features, captions)
+    before, _, _ = model.decoder(features, captions)
     added = model.add_words(["a", SLOT, "snow"], like={SLOT: ["cat", "dog"]})
     assert added == [SLOT, "snow"] and model.vocab.itos[-2:] == [SLOT, "snow"]
-    after, _ = model.decoder(features, captions)
+    after, _, _ = model.decoder(features, captions)
     assert torch.allclose(after[..., : len(vocab)], before, atol=1e-6)  # old words: same outputs
     fc, emb = model.decoder.fc, model.decoder.embedding
     assert torch.allclose(fc.weight[len(vocab)], fc.weight[[5, 6]].mean(0))

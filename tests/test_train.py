@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from captioner import Captioner, train
@@ -219,15 +220,19 @@ def test_an_unreadable_training_image_is_left_out(shapes_data, tmp_path):
     assert load_checkpoint(out / "last").extra["train_state"]["epoch"] == 1
 
 
+@pytest.mark.parametrize(
+    "model", [["--dropout", "0"], ["--dropout", "0.3", "--attention", "hard"]], ids=["soft", "hard"]
+)
 def test_a_resumed_run_ends_with_the_weights_and_adam_state_of_an_uninterrupted_one(
-    shapes_data, tmp_path
+    shapes_data, tmp_path, model
 ):
     """One epoch, stop, --resume for the second: bit for bit the run that never stopped, so the
-    saved state (Adam's step and moments included) is the state that was saved."""
+    saved state (Adam's step and moments included) is the state that was saved. With dropout and
+    hard attention's draws, the random stream and the REINFORCE baseline go on as well."""
     from safetensors.torch import load_file
 
     cache = tmp_path / "cache"
-    common = ["--data", str(shapes_data), "--cache", str(cache), "--dropout", "0", *TINY]
+    common = ["--data", str(shapes_data), "--cache", str(cache), *model, *TINY]
     run(*common, "--out", str(tmp_path / "straight"), "--epochs", "2")
     run(*common, "--out", str(tmp_path / "stopped"), "--epochs", "1")
     run(*common, "--out", str(tmp_path / "stopped"), "--epochs", "2", "--resume")
@@ -239,3 +244,8 @@ def test_a_resumed_run_ends_with_the_weights_and_adam_state_of_an_uninterrupted_
         assert not different, f"{name}: {different[:5]}"
     steps = [k for k in straight if k.endswith(".step")]
     assert steps and all(float(straight[k]) > 0 for k in steps)  # Adam's state is really there
+    states = [
+        load_checkpoint(tmp_path / d / "last").extra["train_state"] for d in ("straight", "stopped")
+    ]
+    assert states[0].get("hard_baseline") == states[1].get("hard_baseline")
+    assert ("hard_baseline" in states[0]) == ("hard" in model)  # a number, for hard attention
