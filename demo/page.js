@@ -9,7 +9,9 @@
     const word = chip ? chip.textContent.trim() : "";
     const looked = word ? `Where the model looked for the word "${word}"` : "Where the model looked";
     const pictures = [["#attention", looked], ["#gif", "All words of the caption, animated"],
-                      ["#grid", "All words of the caption, the paper's figure"]];
+                      ["#grid", "All words of the caption, the paper's figure"],
+                      ["#soft-grid", "The soft-attention model's words, the paper's figure"],
+                      ["#hard-grid", "The hard-attention model's words and looked-at cells"]];
     for (const [id, text] of pictures) {
       document.querySelectorAll(`${id} img`).forEach((img) => {
         if (img.alt !== text) img.alt = text;

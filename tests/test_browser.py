@@ -287,3 +287,49 @@ def test_on_a_narrow_screen_the_caption_and_its_attention_come_first(browser, ur
         assert path.stat().st_size > 10_000
     finally:
         page.close()
+
+
+@pytest.fixture(scope="module")
+def pair_url(tmp_path_factory):
+    """The app over the shipped soft/hard pair (hard first), as a visitor would get it."""
+    from captioner import SceneMaker
+    from demo import CaptionDemo
+
+    root = tmp_path_factory.mktemp("pair")
+    for name in ("soft", "hard"):  # links: the shipped folders, without the other models
+        (root / name).symlink_to(ROOT / "checkpoints" / name, target_is_directory=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+        app = CaptionDemo.create(
+            checkpoint=root / "hard",
+            checkpoints_root=root,
+            scene_maker=SceneMaker(use_stamps=False, seed=0),
+        )
+        demo = app.build()
+        port = free_port()
+        demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options())
+        try:
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            demo.close()
+            app.workspace.close()
+
+
+def test_a_hard_model_s_cells_and_the_compare_tab(browser, pair_url, tmp_path):
+    page = open_page(browser, pair_url, 1280)
+    try:
+        cell = caption_photo(page, ROOT / "demo" / "examples" / "scene2.jpg")
+        page.locator("#word-names").get_by_text("Hard attention", exact=False).wait_for()
+        page.locator("#hard-view").get_by_text("Distribution", exact=True).click()
+        assert new_src(page, cell).endswith("_distribution.jpg")  # the same word, as a map
+        page.get_by_role("tab", name="Compare soft and hard").click()
+        page.locator("#compare-btn").click()
+        page.locator("#soft-grid img[src$='.png']").wait_for()
+        page.locator("#hard-grid img[src$='.png']").wait_for()
+        assert page.locator("#soft-text").inner_text().startswith("soft (soft attention): ")
+        assert page.locator("#hard-text").inner_text().startswith("hard (hard attention): ")
+        assert page.locator(".toast-body").count() == 0  # no error shown
+        assert serious_violations(page) == []
+        page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+    finally:
+        page.close()
