@@ -128,10 +128,17 @@ def test_no_repeat_rule_lets_slots_repeat():
     assert banned.tokens[:5] != wanted[:5]  # without the exemption the rule forbids it
 
 
-def test_a_caption_records_which_words_the_classifier_chose(names):
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_a_caption_records_which_words_the_classifier_chose(names, attention):
     vocab = Vocabulary([*SPECIALS, "a", SLOT])
     model = Captioner.create(
-        "efficientnet-lite2", vocab, embed_dim=8, attention_dim=8, decoder_dim=8, max_len=1
+        "efficientnet-lite2",
+        vocab,
+        embed_dim=8,
+        attention_dim=8,
+        decoder_dim=8,
+        max_len=1,
+        attention=attention,
     )
     with torch.no_grad():
         model.decoder.fc.bias[vocab.stoi[SLOT]] = 50.0  # the decoder says "an object here"
@@ -140,9 +147,14 @@ def test_a_caption_records_which_words_the_classifier_chose(names):
     cap = model.caption(image, beam_size=1)  # one word, the slot (a wider beam keeps "" too)
     assert cap.sources == ["classifier"] and len(cap.names[0]) == 3
     assert cap.words == [cap.names[0][0].name]
-    # the same name by hand: the classifier on the attention-weighted annotation vectors
+    # the same name by hand: the classifier on the attention-weighted annotation vectors, or
+    # for hard attention on the one cell the word came from
     features = model.encode([cap.image])  # (1, 196, C)
-    context = torch.from_numpy(cap.alphas.reshape(1, -1)) @ features[0]  # (1, C)
+    if attention == "hard":
+        context = features[0, cap.cells[0]].unsqueeze(0)  # (1, C)
+        assert cap.cells[0] == int(cap.alphas.argmax())
+    else:
+        context = torch.from_numpy(cap.alphas.reshape(1, -1)) @ features[0]  # (1, C)
     name_p, _ = names.name_probs(model.encoder.classify(context))
     assert cap.words[0] == names.names[int(name_p[0].argmax())]
     record = cap.to_dict()
