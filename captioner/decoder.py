@@ -1,4 +1,5 @@
-"""The "Show, Attend and Tell" decoder: an LSTM with soft additive attention over the encoder grid.
+"""The "Show, Attend and Tell" decoder: an LSTM with additive attention over the encoder grid,
+soft (the context is the attention-weighted mean) or hard (the context is one cell).
 
 Shapes: B images, K hypotheses per image (beams; 1 in training), P grid positions (196),
 E encoder channels, A attention size, D LSTM size, V vocabulary size.
