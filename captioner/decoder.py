@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 ATTENTION_KINDS = ("soft", "hard")  # DecoderConfig.attention
-HARD_DECODING = ("argmax", "expected")  # DecoderConfig.hard_decoding
+HARD_DECODING = ("expected", "argmax")  # DecoderConfig.hard_decoding
 
 
 @dataclass
@@ -37,12 +37,13 @@ class DecoderConfig:
     coverage: bool = False
     # "soft" (the paper's section 4.2): the context is the attention-weighted mean of the grid's
     # annotation vectors. "hard" (section 4.1): the context is one grid cell's vector, a location
-    # drawn from the attention in training (REINFORCE, `captioner.hard_attention`) and chosen by
-    # `hard_decoding` when captioning.
+    # drawn from the attention in training (REINFORCE, `captioner.hard_attention`); when
+    # captioning, as `hard_decoding` says.
     attention: str = "soft"
-    # A hard model's location when captioning: "argmax", the most likely cell (the one the
-    # pictures light), or "expected", the soft context (the authors' generate_caps.py default).
-    hard_decoding: str = "argmax"
+    # A hard model's context when captioning: "expected", the attention-weighted mean (the
+    # authors' generate_caps.py default, and the better captions on our validation scenes), or
+    # "argmax", the most likely cell's vector alone (a hard look, exactly the cell the pictures light).
+    hard_decoding: str = "expected"
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_KINDS:

@@ -46,8 +46,10 @@ class Caption:
     image: object = None  # the RGB PIL image that was captioned, for drawing the attention
     sources: list[str] | None = None  # None: every word from the decoder
     names: list[list[NameChoice]] | None = None
-    # hard attention: the grid cell (row * 14 + column) whose annotation vector was each word's
-    # context; `alphas` stays the distribution it was chosen from. None: soft attention.
+    # hard attention: each word's chosen grid cell (row * 14 + column), the most likely one of
+    # its attention; with `hard_decoding="argmax"` the word was made from that cell's vector
+    # alone, with "expected" from the attention-weighted mean. `alphas` stays the distribution.
+    # None: soft attention.
     cells: list[int] | None = None
 
     def __post_init__(self) -> None:
@@ -253,8 +255,7 @@ class Captioner:
 
         `images`: the B pictures the features came from, kept in each `Caption` for drawing."""
         slots = [self.vocab.stoi[w] for w in SLOTS if w in self.vocab.stoi]
-        # a hard model that decodes from the most likely cell looked exactly there
-        hard = self.decoder.location_rule == "argmax"
+        hard = self.decoder.config.attention == "hard"
         hyps = beam_search(
             self.inference_decoder(),
             features,
@@ -283,10 +284,11 @@ class Captioner:
                     "classifier, which was not loaded (no pretrained weights)"
                 )
             names = imagenet_names()
-            # the context each word came from: a hard model's looked-at cell, else the soft mean
+            # the context each word came from: one cell (a hard model decoding with "argmax"),
+            # else the attention-weighted mean
             looked = [
                 torch.nn.functional.one_hot(h.alphas.argmax(1), h.alphas.size(1)).float()
-                if hard
+                if self.decoder.location_rule == "argmax"
                 else h.alphas
                 for h in hyps
             ]  # (T, P) each

@@ -45,8 +45,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--hard-decoding",
         choices=HARD_DECODING,
         default=None,
-        help="a hard-attention model's context when captioning: the most likely cell (argmax) "
-        "or the expected one (default: the checkpoint's setting; soft models ignore it)",
+        help="a hard-attention model's context when captioning: the expected one or the most "
+        "likely cell's (argmax) (default: the checkpoint's setting; soft models ignore it)",
     )
 
 

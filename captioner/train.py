@@ -120,8 +120,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--hard-decoding",
         choices=HARD_DECODING,
         default=DecoderConfig.hard_decoding,
-        help="a hard model's location when captioning: the most likely cell (default) or the "
-        "expected (soft) context; saved with the model",
+        help="a hard model's context when captioning (and in validation): the expected one "
+        "(default, as the paper's authors caption) or the most likely cell's; saved with the model",
     )
     p.add_argument(
         "--reinforce-weight",

@@ -135,12 +135,12 @@ def word_note(rendered: Rendered | None, index: int) -> str:
     i = rendered.clamp(index)
     word = rendered.words[i]
     looked = ""
-    if rendered.cells is not None:  # hard attention: one cell, and how sure the choice was
+    if rendered.cells is not None:  # hard attention: its chosen cell, and how sure the choice was
         row, col = divmod(rendered.cells[i], rendered.alphas.shape[-1])
         share = float(rendered.alphas[i].reshape(-1)[rendered.cells[i]])
         looked = (
-            f" Hard attention: it looked at one cell, row {row + 1}, column {col + 1} of the "
-            f"grid, which its attention gave {share:.0%}."
+            f" Hard attention: its chosen cell is row {row + 1}, column {col + 1} of the grid "
+            f"({share:.0%} of the attention)."
         )
     if rendered.sources[i] != "classifier":
         return f"**{word}**: from the decoder's own vocabulary.{looked}"

@@ -480,7 +480,7 @@ def test_a_hard_model_lights_the_cell_each_word_looked_at(soft_and_hard):
     app = soft_and_hard
     result, captioned = app.caption(str(PHOTO), 2, "tiny-hard")
     alphas = np.asarray(result["alphas"])
-    assert result["cells"] == [int(a.argmax()) for a in alphas]  # decoded from the likeliest cell
+    assert result["cells"] == [int(a.argmax()) for a in alphas]  # the attention's likeliest cell
     rendered, *_, view = app.show(captioned)
     assert view.visible  # cell or distribution, for a hard model
     base = np.asarray(Image.open(rendered.base).convert("L"), dtype=np.float32)

@@ -97,7 +97,7 @@ def test_sampled_locations_follow_the_attention_and_the_context_is_that_cell():
 
 
 def test_a_hard_decoder_decodes_from_the_most_likely_cell():
-    dec = make_decoder().eval()
+    dec = make_decoder(hard_decoding="argmax").eval()
     features, _ = batch()
     h, c = dec.init_state(features)
     words = torch.full((4, 1), 1)
@@ -239,18 +239,20 @@ def test_a_hard_checkpoint_loads_as_hard_and_an_old_one_as_soft(hard_checkpoint,
         attention_kind(folder)
 
 
-def test_a_hard_caption_says_which_cell_each_word_came_from(hard_checkpoint, photo):
+def test_a_hard_caption_says_which_cell_each_word_chose(hard_checkpoint, photo):
     from captioner import Captioner
 
     model = Captioner.load(hard_checkpoint)
+    assert model.decoder.location_rule == "expected"  # the default: the authors' way
     cap = model.caption(photo, beam_size=2)
     assert cap.cells == [int(a.argmax()) for a in cap.alphas] and cap.words
     assert cap.to_dict()["cells"] == cap.cells
-    # decoding with the expected context instead (the authors' generate_caps.py default)
-    expected = Captioner.load(hard_checkpoint, hard_decoding="expected")
-    assert expected.caption(photo, beam_size=2).cells is None
-    model.decoder.config.hard_decoding = "expected"  # the packed copy follows a changed setting
-    assert model.caption(photo, beam_size=2).score == expected.caption(photo, beam_size=2).score
+    # decoding from the chosen cell alone: other scores, cells still the attention's argmax
+    one_cell = Captioner.load(hard_checkpoint, hard_decoding="argmax")
+    hard = one_cell.caption(photo, beam_size=2)
+    assert hard.cells == [int(a.argmax()) for a in hard.alphas] and hard.score != cap.score
+    model.decoder.config.hard_decoding = "argmax"  # the packed copy follows a changed setting
+    assert model.caption(photo, beam_size=2).score == hard.score
     with pytest.raises(ValueError, match="unknown hard_decoding 'sample'"):
         Captioner.load(hard_checkpoint, hard_decoding="sample")
 

@@ -139,6 +139,7 @@ def test_a_caption_records_which_words_the_classifier_chose(names, attention):
         decoder_dim=8,
         max_len=1,
         attention=attention,
+        hard_decoding="argmax",  # a hard model's word then comes from one cell alone
     )
     with torch.no_grad():
         model.decoder.fc.bias[vocab.stoi[SLOT]] = 50.0  # the decoder says "an object here"
