@@ -288,3 +288,59 @@ def test_the_command_line_draws_and_reports_a_hard_model_s_cells(tmp_path, hard_
     rec = json.loads(r.stdout)
     assert rec["cells"] == [int(np.argmax(a)) for a in rec["alphas"]]
     assert (tmp_path / "grid" / "astronaut.png").stat().st_size > 1000
+
+
+def test_the_objective_adds_the_paper_s_terms_computed_by_hand():
+    """Two captions (one padded), three steps, four cells: the REINFORCE and entropy terms of
+    eq. 12 as numbers, with the baseline from the first batch, then from a set value."""
+    logits = torch.tensor(
+        [
+            [[2.0, 0.0, 1.0, -1.0], [0.5, 0.5, 2.0, 0.0], [0.0, 3.0, 0.0, 1.0]],
+            [[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 4.0], [9.0, 9.0, 9.0, 9.0]],
+        ]
+    )  # (B=2, T=3, V=4)
+    captions = torch.tensor([[1, 2, 2, 3], [1, 2, 3, 0]])  # the second: 2 words, then <pad>=0
+    alphas = torch.tensor(
+        [
+            [[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1]],
+            [[0.4, 0.4, 0.1, 0.1], [0.05, 0.05, 0.2, 0.7], [0.25, 0.25, 0.25, 0.25]],
+        ]
+    )  # (B, T, P)
+    cells = torch.tensor([[3, 0, 0], [1, 3, -1]])  # the chosen cells; -1 at padding
+
+    log_softmax = torch.log_softmax(logits, dim=2)
+    word = [
+        [log_softmax[0, t, w] for t, w in enumerate([2, 2, 3])],
+        [log_softmax[1, 0, 2], log_softmax[1, 1, 3]],
+    ]
+    assert torch.allclose(word_log_probs(logits, captions, 0)[0], torch.stack(word[0]))
+    rewards = torch.stack([sum(word[0]) / 3, sum(word[1]) / 2])  # mean log p per word
+    where = [
+        [alphas[0, 0, 3], alphas[0, 1, 0], alphas[0, 2, 0]],
+        [alphas[1, 0, 1], alphas[1, 1, 3]],
+    ]
+    log_p_cells = torch.stack(
+        [sum(torch.log(a) for a in where[0]), sum(torch.log(a) for a in where[1])]
+    )
+    entropy = [-(a * torch.log(a)).sum() for a in [*alphas[0], alphas[1, 0], alphas[1, 1]]]
+    mean_entropy = sum(entropy) / 5
+
+    def by_hand(baseline: float) -> torch.Tensor:
+        reinforce = -((rewards - baseline) * log_p_cells).sum() / 5  # 5 real words
+        return -0.002 * mean_entropy + 0.1 * reinforce
+
+    objective = HardAttentionObjective()
+    assert (objective.reinforce_weight, objective.entropy_weight) == (0.1, 0.002)  # the authors'
+    assert (objective.baseline_decay, objective.sample_prob) == (0.9, 0.5)  # the paper's
+    first = objective(logits, captions, alphas, cells)  # <pad> is 0 by default
+    assert torch.allclose(first, by_hand(float(rewards.mean())), atol=1e-6)
+    objective.baseline.fill_(-1.5)
+    assert torch.allclose(objective(logits, captions, alphas, cells), by_hand(-1.5), atol=1e-6)
+    assert float(objective.baseline) == pytest.approx(0.9 * -1.5 + 0.1 * float(rewards.mean()))
+    objective.eval()  # no update outside training
+    before = float(objective.baseline)
+    assert torch.allclose(objective(logits, captions, alphas, cells), by_hand(before), atol=1e-6)
+    assert float(objective.baseline) == before
+    # an expected-context batch: the entropy bonus alone
+    alone = objective(logits, captions, alphas, None)
+    assert torch.allclose(alone, -0.002 * mean_entropy, atol=1e-7)
