@@ -5,7 +5,8 @@ feature cache.
 
 "before" is the same model with the settings the code had before the speed work (see
 `before_speed_work`): NCHW encoder on the whole batch with its BatchNorm layers, the plain fp32
-decoder, the attention sum in one block. "now" is `Captioner` as it is. Both load the same weights; their captions on the
+decoder, the attention sum in one block, and for the feature cache one stream that reads then
+encodes. "now" is `Captioner` as it is. Both load the same weights; their captions on the
 benchmark photos must be identical. When ONNX Runtime is installed, "now, onnxruntime" is `Captioner`
 with `encoder_runtime="onnxruntime"` (the optional encoder runtime) beside them.
 """
@@ -120,7 +121,10 @@ def main(argv: list[str] | None = None, results: dict | None = None) -> int:
 
         def cache(which: str, encoder) -> None:
             runs[which] += 1  # a new cache folder each time: nothing is reused
-            cache_features(encoder, records, Path(tmp) / f"{which}{runs[which]}", "test")
+            # before: one stream, the whole batch at once (the loop as it was); now: the default
+            streams = 1 if which == "before" else None
+            folder = Path(tmp) / f"{which}{runs[which]}"
+            cache_features(encoder, records, folder, "test", streams=streams)
 
         t = alternate(
             {k: (lambda k=k, m=m: cache(k, m.encoder)) for k, m in contestants.items()},

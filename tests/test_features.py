@@ -48,3 +48,23 @@ def test_a_cache_is_reused_whole_or_in_part_and_rebuilt_when_the_images_differ(
     feats, meta = cache_features(tiny_model.encoder, shuffled, tmp_path, "val")
     assert sum(calls) == 2 and meta["ids"] == [records[1].id, records[0].id]
     assert np.allclose(feats[0].astype(np.float32), full[1].astype(np.float32), atol=1e-2)
+
+
+@pytest.mark.filterwarnings("ignore:skipping")
+def test_streams_encode_the_same_features_in_order_and_give_the_threads_back(
+    tiny_model, records, tmp_path
+):
+    import torch
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a picture")
+    bad = type(records[0])(**{**records[2].__dict__, "id": 999, "path": broken})
+    mixed = [*records[:2], bad, *records[2:]]
+    threads = torch.get_num_threads()
+    one, meta1 = cache_features(tiny_model.encoder, mixed, tmp_path / "one", "val", streams=1)
+    two, meta2 = cache_features(tiny_model.encoder, mixed, tmp_path / "two", "val", streams=2)
+    assert torch.get_num_threads() == threads  # shared out for the run, then restored
+    assert meta1["bad_ids"] == meta2["bad_ids"] == [999]
+    assert not two[2].any() and all(two[i].any() for i in (0, 1, 3, 4, 5))
+    # the same images in the same rows (threads change only the order of float sums)
+    np.testing.assert_allclose(two.astype(np.float32), one.astype(np.float32), atol=2e-2)
