@@ -296,13 +296,17 @@ def main(argv: list[str] | None = None) -> int:
         "- The encoder in channels-last layout, in chunks of `cpu_batch` images (larger batches "
         "are slower per image on two cores), with each BatchNorm folded into the convolution "
         "before it for inference (`encoders.fold_batchnorm`).",
+        "- The feature cache in streams: each of two threads reads, resizes and encodes its own "
+        "images with one PyTorch thread, instead of one stream of two threads "
+        "(`data.features.cache_features`).",
         "- Optional: `--encoder-runtime onnxruntime` runs the same encoder in ONNX Runtime "
         "(`captioner/onnx_encoder.py`).",
         "- Earlier: glibc malloc tuning (`captioner.tune_malloc`), the encoder projection computed "
         "once, features shared by the beams (`torch.bmm`), many images in one beam search, teacher "
         "forcing that skips padding, small-blur upsampling and quantised GIF frames.",
         "- Measured and not used: `torch.compile` and bf16 autocast (an earlier prototype: no gain, "
-        "and 4-30x slower); attention blocks while training (slower: autograd keeps every block); "
+        "and 4-30x slower); TorchScript freezing of the encoder (about 1.1x at batch 1, a "
+        "deprecated path); attention blocks while training (slower: autograd keeps every block); "
         "the blocked attention as one autograd function recomputing the sum in its backward pass "
         "(37.6 against 32.1 ms per step at batch 64, 1 thread); `torch.compile` of the attention "
         "alone (67 s to compile, 22.6 -> 18.9 ms).",
