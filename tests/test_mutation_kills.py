@@ -700,3 +700,60 @@ def test_end_of_epoch_keeps_the_best_and_counts_epochs_since():
     _, improved = train.end_of_epoch(state, 3, 1.0, {"bleu4": 0.2, "samples": []}, 1)
     assert improved and state["epochs_since_best"] == 0 and state["best_bleu4"] == 0.2
     assert len(state["history"]) == 4
+
+
+# ---- decoder.py survivors of the run after hard attention (docs/testing.md)
+
+
+def _coverage_decoder():
+    from captioner.decoder import Decoder, DecoderConfig
+
+    torch.manual_seed(0)
+    config = DecoderConfig(
+        vocab_size=9, encoder_dim=6, embed_dim=5, attention_dim=7, decoder_dim=8, dropout=0.0
+    )
+    config.coverage = True
+    return Decoder(config).eval()
+
+
+def test_teacher_forcing_with_coverage_is_the_steps_one_by_one():
+    """Coverage adds each step's attention to the next step's input: forward and `step` agree."""
+    dec = _coverage_decoder()
+    features = torch.randn(2, 10, 6)
+    captions = torch.tensor([[1, 4, 5, 2], [1, 6, 2, 0]])
+    with torch.no_grad():
+        logits, alphas, _ = dec(features, captions)
+        h, c = dec.init_state(features[:1])
+        coverage = dec.init_coverage(features[:1])
+        projected = dec.attention.project(features[:1])
+        for t in range(3):
+            out, h, c, alpha = dec.step(
+                captions[:1, t : t + 1], h, c, features[:1], projected, coverage
+            )
+            coverage = coverage + alpha
+            assert torch.allclose(out[0, 0], logits[0, t], atol=1e-5), t
+            assert torch.allclose(alpha[0, 0], alphas[0, t], atol=1e-6), t
+
+
+def test_a_new_decoder_starts_its_word_embedding_and_output_layer_within_0_1():
+    from captioner.decoder import Decoder, DecoderConfig, SoftAttention
+
+    torch.manual_seed(0)
+    dec = Decoder(DecoderConfig(vocab_size=300, encoder_dim=6, embed_dim=16, decoder_dim=8))
+    for weight in (dec.embedding.weight, dec.fc.weight):
+        assert -0.1 <= float(weight.min()) < -0.09 and 0.09 < float(weight.max()) <= 0.1
+    assert not dec.fc.bias.any()
+    assert SoftAttention(4, 4, 4).coverage_att is None  # coverage is asked for, never assumed
+
+
+def test_caption_loss_defaults_are_pad_0_the_paper_s_penalty_and_no_box_term():
+    from captioner.decoder import caption_loss
+
+    torch.manual_seed(1)
+    logits = torch.randn(2, 3, 5)
+    captions = torch.tensor([[1, 3, 4, 2], [1, 1, 2, 0]])  # word 1 is real, 0 is <pad>
+    alphas = torch.softmax(torch.randn(2, 3, 6), dim=2)
+    boxes = torch.rand(2, 3, 6)
+    explicit = caption_loss(logits, captions, alphas, 0, 1.0, None, 0.0)
+    assert torch.equal(caption_loss(logits, captions, alphas), explicit)
+    assert torch.equal(caption_loss(logits, captions, alphas, box_targets=boxes), explicit)
