@@ -757,3 +757,13 @@ def test_caption_loss_defaults_are_pad_0_the_paper_s_penalty_and_no_box_term():
     explicit = caption_loss(logits, captions, alphas, 0, 1.0, None, 0.0)
     assert torch.equal(caption_loss(logits, captions, alphas), explicit)
     assert torch.equal(caption_loss(logits, captions, alphas, box_targets=boxes), explicit)
+
+
+def test_a_box_weight_without_boxes_adds_nothing():
+    from captioner.decoder import caption_loss
+
+    torch.manual_seed(2)
+    logits, alphas = torch.randn(1, 2, 5), torch.softmax(torch.randn(1, 2, 6), dim=2)
+    captions = torch.tensor([[1, 3, 2]])
+    plain = caption_loss(logits, captions, alphas)
+    assert torch.equal(caption_loss(logits, captions, alphas, alpha_box=1.0), plain)
