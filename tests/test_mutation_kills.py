@@ -740,7 +740,7 @@ def test_a_new_decoder_starts_its_word_embedding_and_output_layer_within_0_1():
 
     torch.manual_seed(0)
     dec = Decoder(DecoderConfig(vocab_size=300, encoder_dim=6, embed_dim=16, decoder_dim=8))
-    for weight in (dec.embedding.weight, dec.fc.weight):
+    for weight in (dec.embedding.weight.detach(), dec.fc.weight.detach()):
         assert -0.1 <= float(weight.min()) < -0.09 and 0.09 < float(weight.max()) <= 0.1
     assert not dec.fc.bias.any()
     assert SoftAttention(4, 4, 4).coverage_att is None  # coverage is asked for, never assumed
