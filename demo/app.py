@@ -527,25 +527,20 @@ class CaptionDemo:
                             label="Hard-attention model",
                         )
                         compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
+                    shown = {}  # kind -> (its caption, its figure)
                     with gr.Row(equal_height=False):
-                        with gr.Column():
-                            soft_text = gr.Markdown("", elem_id="soft-text")
-                            soft_grid = gr.Image(
-                                label="Soft attention",
-                                format="png",
-                                interactive=False,
-                                buttons=["download", "fullscreen"],
-                                elem_id="soft-grid",
-                            )
-                        with gr.Column():
-                            hard_text = gr.Markdown("", elem_id="hard-text")
-                            hard_grid = gr.Image(
-                                label="Hard attention",
-                                format="png",
-                                interactive=False,
-                                buttons=["download", "fullscreen"],
-                                elem_id="hard-grid",
-                            )
+                        for kind in ("soft", "hard"):
+                            with gr.Column():
+                                shown[kind] = (
+                                    gr.Markdown("", elem_id=f"{kind}-text"),
+                                    gr.Image(
+                                        label=f"{kind.capitalize()} attention",
+                                        format="png",
+                                        interactive=False,
+                                        buttons=["download", "fullscreen"],
+                                        elem_id=f"{kind}-grid",
+                                    ),
+                                )
 
             inputs = [image, beam, model]
             model_run = dict(
@@ -630,7 +625,7 @@ class CaptionDemo:
             compare_btn.click(
                 self.compare,
                 [image, beam, soft_pick, hard_pick],
-                [soft_text, soft_grid, hard_text, hard_grid],
+                [*shown["soft"], *shown["hard"]],
                 preprocess=False,
                 api_visibility="private",
                 concurrency_id="model",

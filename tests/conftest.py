@@ -24,7 +24,11 @@ def free_port() -> int:
 
 
 def make_tiny_captioner(
-    seed: int = 0, encoder: str = "efficientnet-lite2", max_len: int = 12, deep_output: bool = False
+    seed: int = 0,
+    encoder: str = "efficientnet-lite2",
+    max_len: int = 12,
+    deep_output: bool = False,
+    attention: str = "soft",
 ) -> Captioner:
     """A random-weight decoder with small sizes over a real (offline) pretrained encoder."""
     torch.manual_seed(seed)
@@ -39,6 +43,7 @@ def make_tiny_captioner(
         dropout=0.0,
         deep_output=deep_output,
         max_len=max_len,
+        attention=attention,
     )
 
 

@@ -447,26 +447,15 @@ def test_the_app_s_handler_uses_the_beam_size_asked_for_with_the_default_model()
 @pytest.fixture(scope="module")
 def soft_and_hard(tmp_path_factory):
     """The app's handlers over two tiny random models, one of each kind of attention."""
-    import torch
-
-    from captioner import Captioner, Vocabulary
     from demo import CaptionDemo
     from demo.models import ModelStore
     from demo.workspace import Workspace
-    from tests.conftest import WORDS
+    from tests.conftest import make_tiny_captioner
 
     root = tmp_path_factory.mktemp("kinds")
     for kind in ("soft", "hard"):
-        torch.manual_seed(0)
-        Captioner.create(
-            "efficientnet-lite2",
-            Vocabulary.build([WORDS]),
-            embed_dim=32,
-            attention_dim=32,
-            decoder_dim=64,
-            dropout=0.0,
-            attention=kind,
-        ).save(root / f"tiny-{kind}")
+        model = make_tiny_captioner(max_len=20, deep_output=True, attention=kind)
+        model.save(root / f"tiny-{kind}")
     app = CaptionDemo(
         ModelStore.discover(root), workspace=Workspace(parent=tmp_path_factory.mktemp("ws"))
     )

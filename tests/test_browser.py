@@ -59,17 +59,24 @@ def shrink_for_docs(path: Path) -> None:
 def url(tiny_checkpoint, tmp_path_factory):
     """The app served on a free port: the tiny model, or for the docs screenshot the default one."""
     from captioner import SceneMaker, default_checkpoint_dir
-    from demo import CaptionDemo
 
     checkpoint, scenes = tiny_checkpoint, SceneMaker(use_stamps=False, seed=0)
     if screenshot_wanted() and (default_checkpoint_dir() / "config.json").is_file():
         checkpoint, scenes = default_checkpoint_dir(), SceneMaker(seed=1)
+    yield from serve(
+        tmp_path_factory, checkpoint, tmp_path_factory.mktemp("no-checkpoints"), scenes
+    )
+
+
+def serve(tmp_path_factory, checkpoint, checkpoints_root, scenes):
+    """The app served on a free port over `checkpoint` and the folders of `checkpoints_root`;
+    yields its URL, then stops it and removes its files."""
+    from demo import CaptionDemo
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
         app = CaptionDemo.create(
-            checkpoint=checkpoint,
-            scene_maker=scenes,
-            checkpoints_root=tmp_path_factory.mktemp("no-checkpoints"),
+            checkpoint=checkpoint, scene_maker=scenes, checkpoints_root=checkpoints_root
         )
         demo = app.build()
         port = free_port()
@@ -293,26 +300,11 @@ def test_on_a_narrow_screen_the_caption_and_its_attention_come_first(browser, ur
 def pair_url(tmp_path_factory):
     """The app over the shipped soft/hard pair (hard first), as a visitor would get it."""
     from captioner import SceneMaker
-    from demo import CaptionDemo
 
     root = tmp_path_factory.mktemp("pair")
     for name in ("soft", "hard"):  # links: the shipped folders, without the other models
         (root / name).symlink_to(ROOT / "checkpoints" / name, target_is_directory=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
-        app = CaptionDemo.create(
-            checkpoint=root / "hard",
-            checkpoints_root=root,
-            scene_maker=SceneMaker(use_stamps=False, seed=0),
-        )
-        demo = app.build()
-        port = free_port()
-        demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_options())
-        try:
-            yield f"http://127.0.0.1:{port}/"
-        finally:
-            demo.close()
-            app.workspace.close()
+    yield from serve(tmp_path_factory, root / "hard", root, SceneMaker(use_stamps=False, seed=0))
 
 
 def test_a_hard_model_s_cells_and_the_compare_tab(browser, pair_url, tmp_path):

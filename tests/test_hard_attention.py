@@ -192,19 +192,9 @@ def test_unknown_attention_kinds_are_rejected():
 
 @pytest.fixture(scope="module")
 def hard_checkpoint(tmp_path_factory) -> str:
-    from captioner import Captioner, Vocabulary
-    from tests.conftest import WORDS
+    from tests.conftest import make_tiny_captioner
 
-    torch.manual_seed(0)
-    model = Captioner.create(
-        "efficientnet-lite2",
-        Vocabulary.build([WORDS]),
-        embed_dim=32,
-        attention_dim=32,
-        decoder_dim=64,
-        dropout=0.0,
-        attention="hard",
-    )
+    model = make_tiny_captioner(max_len=20, deep_output=True, attention="hard")
     path = tmp_path_factory.mktemp("hard") / "tiny-hard"
     model.save(path)
     return str(path)
