@@ -57,6 +57,8 @@ class Backbone:
     # (module, conv name, batch-norm name) of every convolution followed by a BatchNorm, found
     # in a given copy of `features`: folded into one convolution for inference
     conv_bn: Callable[[nn.Module], list[tuple[nn.Module, str, str]]] | None = None
+    # rewrites that folded copy in place where a cheaper equivalent of a layer exists
+    for_inference: Callable[[nn.Module], None] | None = None
 
 
 def _load_weights_file(path: str | Path) -> dict:
@@ -150,6 +152,7 @@ def _efficientnet_lite2(pretrained: bool, weights_path: str | None) -> Backbone:
         [*net._blocks[2 * n // 3 :], net._conv_head, net._bn1],
         head,
         _efficientnet_conv_bn,
+        _efficientnet_for_inference,
     )
 
 
@@ -173,6 +176,25 @@ def _efficientnet_conv_bn(features: nn.Module) -> list[tuple[nn.Module, str, str
             pairs.append((block, "_expand_conv", "_bn0"))
         pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
     return pairs
+
+
+def _efficientnet_for_inference(features: nn.Module) -> None:
+    """The same arithmetic with fewer passes over the activations, for a BatchNorm-folded copy.
+
+    A stride-1 "same" padding is symmetric, so the convolution can pad as it reads instead of
+    a zero-filled padded copy being made before it (those copies were ~18% of a batch-1 forward
+    pass). With BatchNorm folded away every ReLU6 receives a fresh convolution output that
+    nothing else reads, so it may clamp in place.
+    """
+    for module in features.modules():
+        pad = getattr(module, "static_padding", None)
+        if isinstance(module, nn.Conv2d) and isinstance(pad, nn.ZeroPad2d):
+            left, right, top, bottom = pad.padding
+            if left == right and top == bottom:
+                module.padding = (top, left)
+                module.static_padding = nn.Identity()
+        elif isinstance(module, nn.ReLU6):
+            module.inplace = True
 
 
 def fold_batchnorm(
@@ -230,6 +252,7 @@ class Encoder(nn.Module):
         # a plain list, so the head (already inside `features`) is not registered twice
         self._classifier = [backbone.classifier] if backbone.classifier is not None else []
         self._conv_bn = backbone.conv_bn
+        self._for_inference = backbone.for_inference
         # inference runs a copy with BatchNorm folded into the convolutions (`fold_batchnorm`),
         # made again when the weights change; False: the layers as they are
         self.fold_batchnorm = backbone.conv_bn is not None
@@ -265,12 +288,15 @@ class Encoder(nn.Module):
         self._folded = None
 
     def _inference_features(self) -> nn.Module:
-        """`features`, or its BatchNorm-folded copy when gradients are off and folding is on."""
+        """`features`, or its BatchNorm-folded (and otherwise simplified) copy when gradients are
+        off and folding is on."""
         if torch.is_grad_enabled() or not self.fold_batchnorm:
             return self.features
         key = (*weights_key(self.features), self.memory_format)
         if self._folded is None or self._folded[0] != key:
             folded = fold_batchnorm(self.features, self._conv_bn)
+            if self._for_inference is not None:
+                self._for_inference(folded)
             self._folded = (key, folded.to(memory_format=self.memory_format))
         return self._folded[1]
 

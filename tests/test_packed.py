@@ -1,6 +1,8 @@
 """The fast inference forms compute what the plain modules compute: the packed fp16 decoder, the
 attention scores in blocks, the channels-last encoder in chunks."""
 
+import copy
+
 import pytest
 import torch
 from PIL import Image
@@ -178,6 +180,43 @@ def test_batchnorm_folded_for_inference_gives_the_same_features(name, photo):
     assert not any(isinstance(m, nn.BatchNorm2d) for m in layers.modules())  # all folded
     assert any(isinstance(m, nn.BatchNorm2d) for m in encoder.features.modules())  # untouched
     assert float((folded - plain).abs().max() / plain.abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize(
+    "kernel,stride,size,symmetric",
+    [(3, 1, 14, True), (5, 1, 15, True), (3, 2, 15, True), (3, 2, 14, False), (5, 2, 16, False)],
+)
+def test_padding_moved_into_the_convolution_gives_the_same_output(kernel, stride, size, symmetric):
+    from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+
+    from captioner.encoders import _efficientnet_for_inference
+
+    torch.manual_seed(0)
+    conv = Conv2dStaticSamePadding(4, 4, kernel, stride, image_size=size, groups=4).eval()
+    block = nn.Sequential(conv, nn.ReLU6())
+    x = torch.randn(2, 4, size, size) * 4  # (B, C, H, W), many values outside [0, 6]
+    with torch.no_grad():
+        expected = block(x)
+        simplified = copy.deepcopy(block)
+        _efficientnet_for_inference(simplified)
+        got = simplified(x.clone())
+    # "same" padding at stride 2 on an even size is lopsided (one more row below): kept
+    assert isinstance(simplified[0].static_padding, nn.Identity) == symmetric
+    assert simplified[0].padding == ((kernel // 2,) * 2 if symmetric else (0, 0))
+    assert simplified[1].inplace and not block[1].inplace
+    assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-6)
+
+
+def test_the_efficientnet_copy_pads_inside_its_stride_1_convolutions(photo):
+    encoder = Encoder("efficientnet-lite2").eval()
+    with torch.no_grad():
+        layers = encoder._inference_features()
+    pads = [m.static_padding for m in layers.modules() if hasattr(m, "static_padding")]
+    kept = [p for p in pads if isinstance(p, nn.ZeroPad2d)]
+    # the stem and the first depthwise layer of each later stage have stride 2: 5 of them
+    assert len(kept) == 5 and all(p.padding[0] != p.padding[1] for p in kept)
+    assert len([p for p in encoder.features.modules() if isinstance(p, nn.ZeroPad2d)]) > 5
+    assert all(m.inplace for m in layers.modules() if isinstance(m, nn.ReLU6))
 
 
 def test_the_folded_copy_follows_weight_changes_and_gradients_use_the_layers(photo):
