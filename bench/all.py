@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 module.main([*extra, *repeats])
         sections.append(fence_comments(tee.copy.getvalue()))
-    runs = separate_processes(3, args.repeats or 5)
+    runs = separate_processes(3, args.repeats or 9)  # medians of 9: steadier across processes
     minutes = (time.time() - started) / 60
     report = [
         "# Performance",

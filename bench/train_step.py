@@ -159,7 +159,7 @@ def compare(model, what: str, args) -> float:
 
 
 def main(argv: list[str] | None = None, results: dict | None = None) -> int:
-    p = base_parser(__doc__.splitlines()[0], repeats=3)
+    p = base_parser(__doc__.splitlines()[0], repeats=5)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--min-words", type=int, default=12)
     p.add_argument("--max-words", type=int, default=16)
