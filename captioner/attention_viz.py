@@ -39,6 +39,8 @@ def lit_cell(cell: int, size: tuple[int, int], grid: int = 14) -> np.ndarray:
     """A hard-attention model's look, as the paper draws it: the one grid cell its context came
     from, lit as a sharp square (row-major index `cell` of the grid), the rest 0. (height, width)."""
     width, height = size
+    if not 0 <= int(cell) < grid * grid:  # would light nothing: a silent all-dark frame
+        raise ValueError(f"cell {cell} is outside the {grid}x{grid} grid")
     row, col = divmod(int(cell), grid)
     out = np.zeros((height, width), dtype=np.float32)
     y0, y1 = round(row * height / grid), round((row + 1) * height / grid)
