@@ -370,6 +370,40 @@ def test_tensors_that_do_not_fit_are_listed_five_of_each_kind_in_one_message():
         load_state_checked(module, {"x": torch.ones(2)}, "there", strict=False)
 
 
+def test_a_save_makes_missing_folders_and_gets_past_odd_leftovers(tmp_path):
+    data = make_tiny_captioner().checkpoint_data({})
+    target = tmp_path / "a" / "b" / "model"  # neither a nor b exists yet
+    assert save_checkpoint(target, data) == target and load_checkpoint(target).max_len == 12
+    # a file named like a temp folder (not ours to remove), and the .old folder of a save killed
+    # after its first rename
+    (target.parent / ".model.tmp-notes").write_text("someone's notes")
+    old = target.parent / ".model.old"
+    (old / "sub").mkdir(parents=True)
+    (old / "sub" / "f").write_text("stale")
+    data.max_len = 9
+    assert save_checkpoint(target, data) == target
+    assert load_checkpoint(target).max_len == 9 and not old.exists()
+    assert (target.parent / ".model.tmp-notes").read_text() == "someone's notes"
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_and_no_temp_folder(tmp_path, monkeypatch):
+    from captioner import checkpoint
+
+    data = make_tiny_captioner().checkpoint_data({})
+    target = tmp_path / "model"
+    save_checkpoint(target, data)
+
+    def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", disk_full)
+    data.max_len = 9
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(target, data)
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    assert load_checkpoint(target).max_len == 12
+
+
 def test_a_save_killed_between_its_renames_loads_the_previous_checkpoint(tmp_path, tiny_checkpoint):
     import shutil
 
@@ -424,6 +458,131 @@ def test_the_page_s_automatic_run_asks_for_what_was_chosen():
     assert app.caption_if_image("photo.jpg", 5, "stamps") == ("json", "answer")
     app.caption_if_image("photo.jpg")
     assert asked == [("photo.jpg", 5, "stamps"), ("photo.jpg", 3, None)]
+
+
+def test_a_request_s_picture_is_read_only_from_the_upload_folder(tmp_path, monkeypatch):
+    """`_image_source` on what Gradio sends: a path inside its upload folder, nothing outside."""
+    from captioner import ImageError
+    from demo.app import _image_source
+
+    uploads = tmp_path / "uploads"
+    (uploads / "abc").mkdir(parents=True)
+    picture = uploads / "abc" / "photo.png"
+    picture.write_bytes(b"png")
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"secret")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    assert _image_source({"path": str(picture), "url": "http://x"}) == picture.resolve()
+    sneaky = str(uploads / "abc" / ".." / ".." / "secret.png")  # resolves outside
+    for outside in (str(secret), sneaky):
+        with pytest.raises(ImageError) as refused:
+            _image_source({"path": outside})
+        assert str(refused.value) == "the picture must be uploaded to this app."
+
+
+def test_a_picture_sent_inline_is_decoded_and_anything_else_is_refused_clearly():
+    import base64
+
+    from captioner import ImageError
+    from demo.app import _image_source
+
+    data = bytes(range(256)) * 3
+    inline = "data:image/png;base64," + base64.b64encode(data).decode()
+    assert _image_source({"path": None, "url": inline}) == data
+    assert _image_source({"path": "", "url": "data:,"}) == b""  # empty, passed on to be refused
+    cases = {
+        "data:image/png;base64,abc": "the picture data is not valid base64.",
+        "data:image/png;base64": "the picture did not arrive; please add it again.",
+        "http://example.com/a.png": "the picture did not arrive; please add it again.",
+        None: "the picture did not arrive; please add it again.",
+    }
+    for url, message in cases.items():
+        with pytest.raises(ImageError) as refused:
+            _image_source({"path": None, "url": url})
+        assert str(refused.value) == message
+    with pytest.raises(ImageError, match="did not arrive"):
+        _image_source({})
+    picture = Image.new("RGB", (4, 4))
+    for direct in ("photo.jpg", b"bytes", picture):  # a Python call: passed on as it is
+        assert _image_source(direct) is direct
+
+
+@pytest.fixture
+def two_model_app(tmp_path):
+    """The app over two tiny checkpoints, "a" (the default: first by name) and "b"."""
+    from demo import CaptionDemo, ModelStore, Workspace
+    from tests.conftest import make_tiny_captioner
+
+    for seed, name in enumerate("ab"):
+        make_tiny_captioner(seed=seed).save(tmp_path / "models" / name)
+    app = CaptionDemo(
+        ModelStore.discover(tmp_path / "models"), workspace=Workspace(parent=tmp_path)
+    )
+    yield app
+    app.workspace.close()
+
+
+def test_the_handler_answers_with_the_named_model_at_the_asked_beam(two_model_app, tmp_path):
+    """`CaptionDemo.caption` called directly: the named model (or the default), the beam size
+    asked for (3 when not given), the library's words, and a display-sized copy for the page."""
+    from captioner import Captioner
+    from demo.app import DISPLAY_SIDE
+
+    picture = Image.fromarray(
+        np.random.default_rng(0).integers(0, 255, (600, 800, 3), dtype=np.uint8)
+    )
+    app = two_model_app
+    assert app.store.default == "a"
+    for model, name, beam in ((None, "a", 1), ("", "a", 2), ("b", "b", 4)):
+        result, captioned = app.caption(picture, beam, model)
+        own = Captioner.load(tmp_path / "models" / name).caption(picture, beam_size=beam)
+        assert result["model"] == captioned.model == name
+        assert result["beam_size"] == captioned.beam_size == beam
+        assert result["words"] == captioned.caption.words == own.words
+        assert result["score"] == pytest.approx(own.score, abs=1e-5)
+        assert 0 < captioned.seconds < 60
+        assert max(captioned.caption.image.size) == DISPLAY_SIDE  # 800 -> 448 for the page
+    result, captioned = app.caption(picture)
+    assert result["beam_size"] == captioned.beam_size == 3 and result["model"] == "a"
+
+
+def test_the_handler_s_errors_are_one_clear_sentence_without_a_trace(two_model_app, caplog):
+    import gradio as gr
+
+    from captioner import CheckpointError
+
+    app = two_model_app
+
+    def refused(*args):
+        with pytest.raises(gr.Error) as error:
+            app.caption(*args)
+        assert error.value.print_exception is False
+        return error.value
+
+    assert refused(None).message == "Please add a picture first."
+    bad = refused(b"not a picture at all", 1)
+    assert bad.message.startswith("That file can't be used as a picture: ")
+    assert bad.title == "Not a picture"
+
+    def broken(name=None):
+        raise CheckpointError("weights.safetensors is damaged")
+
+    app.store.get = broken
+    no_model = refused(Image.new("RGB", (32, 32)), 1)
+    assert no_model.message == "The model could not be loaded: weights.safetensors is damaged"
+    assert no_model.title == "No model"
+
+    def odd(name=None):
+        raise RuntimeError("out of cheese")
+
+    app.store.get = odd
+    with caplog.at_level("ERROR", logger="demo.app"):
+        odd_error = refused(Image.new("RGB", (32, 32)), 1)
+    assert odd_error.message == (
+        "Something went wrong while captioning this picture; please try another one."
+    )
+    logged = [r for r in caplog.records if r.getMessage() == "captioning failed"]
+    assert logged and "out of cheese" in str(logged[0].exc_info[1])
 
 
 # --- training resume ------------------------------------------------------------------------------
