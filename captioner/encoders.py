@@ -40,7 +40,7 @@ class EncoderSpec:
     # (EfficientNet-Lite2 at 448, channels-last: 73 ms at 1, 63 ms/image at 2, 77 at 4, 145 at
     # 16, where the activations no longer fit in cache). A GPU takes the whole batch at once, in
     # the same layout, folded: on an H200, 0.35 ms/image at 64 against 0.43 contiguous, 0.40
-    # unfolded (.ci has no GPU; tests/test_cuda.py checks the results there).
+    # unfolded (`python -m bench.cuda_layout`; tests/test_cuda.py checks the results there).
     cpu_batch: int = 2
 
 
