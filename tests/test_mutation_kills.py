@@ -404,6 +404,20 @@ def test_a_failed_save_leaves_the_previous_checkpoint_and_no_temp_folder(tmp_pat
     assert load_checkpoint(target).max_len == 12
 
 
+def test_a_config_whose_decoder_is_not_a_table_has_no_attention_kind(tmp_path, tiny_checkpoint):
+    import shutil
+
+    from captioner.checkpoint import attention_kind
+
+    folder = tmp_path / "odd"
+    shutil.copytree(tiny_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    for decoder in ([1, 2], "soft", None):
+        (folder / "config.json").write_text(json.dumps({**config, "decoder": decoder}))
+        with pytest.raises(CheckpointError, match="unknown attention None"):
+            attention_kind(folder)
+
+
 def test_a_save_killed_between_its_renames_loads_the_previous_checkpoint(tmp_path, tiny_checkpoint):
     import shutil
 
@@ -583,6 +597,38 @@ def test_the_handler_s_errors_are_one_clear_sentence_without_a_trace(two_model_a
     )
     logged = [r for r in caplog.records if r.getMessage() == "captioning failed"]
     assert logged and "out of cheese" in str(logged[0].exc_info[1])
+
+
+def test_the_beam_size_read_from_a_request_and_its_one_sentence():
+    import gradio as gr
+
+    from demo.app import _beam_size
+
+    assert _beam_size(None) == 3 and _beam_size("2.6") == 3 and _beam_size(4) == 4
+    for typed in ("three", "", [2]):
+        with pytest.raises(gr.Error) as refused:
+            _beam_size(typed)
+        assert refused.value.message == "The beam size must be a number from 1 to 5."
+        assert refused.value.print_exception is False
+
+
+def test_inline_data_is_everything_after_the_first_comma():
+    from demo.app import _image_source
+
+    # base64 ignores characters outside its alphabet: a stray comma in the data is skipped
+    assert _image_source({"url": "data:text/plain;base64,QUJD,REVG"}) == b"ABCDEF"
+
+
+def test_the_handler_decodes_uploads_under_its_memory_limit(two_model_app, monkeypatch):
+    from demo import app as app_module
+
+    asked = []
+    real = app_module.load_image
+    monkeypatch.setattr(
+        app_module, "load_image", lambda source, **kw: asked.append(kw) or real(source, **kw)
+    )
+    two_model_app.caption(Image.new("RGB", (40, 30)), 1)
+    assert asked == [{"max_full_decode": app_module.MAX_FULL_DECODE}]
 
 
 # --- training resume ------------------------------------------------------------------------------
