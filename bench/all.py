@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         ("pipeline", "Whole calls: one photo, a list, the feature cache", []),
         ("decode", "Decoding: ours against the tutorial's code", ["--no-thread-sweep"]),
         ("train_step", "Training step: ours against the tutorial's", []),
+        ("attention_grad", "The attention score in training: blocked against autograd", []),
         ("render", "Attention pictures and the upload-to-frames path", ["--no-thread-sweep"]),
         ("app_latency", "The running app", []),
     ]
@@ -299,6 +300,13 @@ def main(argv: list[str] | None = None) -> int:
         "symmetric padding (every stride-1 one) pad as they read instead of after a zero-filled "
         "padded copy of their input, and ReLU6 clamps in place (those copies were ~18% of a batch-1 "
         "forward pass).",
+        "- Training (teacher forcing, `Decoder.forward`): what does not depend on the previous "
+        "step, the words' share of the LSTM gates and the output layer (and the deep output), "
+        "is one matrix product over all the batch's words instead of one small product per "
+        "step, and the words stay packed until the end (no per-step copies into (B, T, V)); the "
+        "attention score is one autograd function, `attention.BlockedScores`, that computes the "
+        "sum a few images at a time in both passes, recomputing it in the backward pass instead "
+        "of keeping the 25 MB sum and writing its gradient whole.",
         "- The feature cache in streams: each of two threads reads, resizes and encodes its own "
         "images with one PyTorch thread, instead of one stream of two threads "
         "(`data.features.cache_features`).",
@@ -309,10 +317,12 @@ def main(argv: list[str] | None = None) -> int:
         "forcing that skips padding, small-blur upsampling and quantised GIF frames.",
         "- Measured and not used: `torch.compile` and bf16 autocast (an earlier prototype: no gain, "
         "and 4-30x slower); TorchScript freezing of the encoder (about 1.1x at batch 1, a "
-        "deprecated path); attention blocks while training (slower: autograd keeps every block); "
-        "the blocked attention as one autograd function recomputing the sum in its backward pass "
-        "(37.6 against 32.1 ms per step at batch 64, 1 thread); `torch.compile` of the attention "
-        "alone (67 s to compile, 22.6 -> 18.9 ms).",
+        "deprecated path); attention blocks while training as slices (slower: autograd keeps "
+        "every block); an earlier, slower version of `BlockedScores` (37.6 against 32.1 ms per "
+        "step at batch 64, 1 thread; the adopted one writes each block's gradient in place and "
+        "was faster than autograd: 0.76x the attention's time at 2 threads, 0.70x at 1); `torch.compile` of the attention alone (67 s to compile, "
+        "22.6 -> 18.9 ms); Adam's fused CPU kernel (`fused=True`: no gain measured in a step of "
+        "64 captions).",
         "",
         "## Separate processes",
         "",

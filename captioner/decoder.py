@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import SoftAttention
+
 ATTENTION_KINDS = ("soft", "hard")  # DecoderConfig.attention
 HARD_DECODING = ("expected", "argmax")  # DecoderConfig.hard_decoding
 
@@ -57,77 +59,6 @@ class DecoderConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class SoftAttention(nn.Module):
-    """Additive attention (Bahdanau et al.): alpha = softmax(w . relu(W_e e_i + W_h h [+ w_c cov_i])).
-
-    Its distribution serves both kinds of model: soft attention takes the expected context under
-    it, hard attention one location drawn from it (`Decoder.context`).
-    """
-
-    CPU_BLOCK = 2**19  # values of the (B, K, P, A) attention sum computed at once on a CPU (2 MiB)
-
-    def __init__(
-        self, encoder_dim: int, decoder_dim: int, attention_dim: int, coverage: bool = False
-    ):
-        super().__init__()
-        self.encoder_att = nn.Linear(encoder_dim, attention_dim)
-        self.decoder_att = nn.Linear(decoder_dim, attention_dim)
-        self.coverage_att = nn.Linear(1, attention_dim, bias=False) if coverage else None
-        self.full_att = nn.Linear(attention_dim, 1)
-
-    def project(self, features: torch.Tensor) -> torch.Tensor:
-        """The encoder half of the score; it does not change over time, so compute it once."""
-        return self.encoder_att(features)  # (B, P, A)
-
-    def forward(
-        self, projected: torch.Tensor, h: torch.Tensor, coverage: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """The attention distribution over the P positions for each of K hypotheses: (B, K, P)."""
-        att2 = self.decoder_att(h)  # (B, K, A)
-        scores = self.scores(projected, att2, coverage)  # (B, K, P)
-        return torch.softmax(scores, dim=2)  # (B, K, P)
-
-    def scores(
-        self, projected: torch.Tensor, att2: torch.Tensor, coverage: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """full_att(relu(W_e e_i + W_h h [+ w_c cov_i])) for every position: (B, K, P).
-
-        The sum inside is (B, K, P, A), 19 MB for 16 images x 3 beams. On a CPU it is computed a
-        few images at a time (`CPU_BLOCK` values), so each block stays in cache between the add,
-        the ReLU and the reduction instead of going to memory and back: half the time at 16
-        images. On a GPU, and when gradients are recorded, it is one block.
-        """
-        b, k, p, a = projected.size(0), att2.size(1), projected.size(1), projected.size(2)
-        rows = max(1, self.CPU_BLOCK // (k * p * a))
-        if projected.is_cuda or torch.is_grad_enabled():
-            rows = b  # training keeps every block for the backward pass: blocks were slower there
-        if rows >= b:  # one block: no slices, whose gradients would be zero-filled copies
-            return self._scores(projected, att2, coverage)
-        return torch.cat(
-            [
-                self._scores(
-                    projected[i : i + rows],
-                    att2[i : i + rows],
-                    None if coverage is None else coverage[i : i + rows],
-                )
-                for i in range(0, b, rows)
-            ]
-        )  # (B, K, P)
-
-    def _scores(
-        self, projected: torch.Tensor, att2: torch.Tensor, coverage: torch.Tensor | None
-    ) -> torch.Tensor:
-        att = projected.unsqueeze(1) + att2.unsqueeze(2)  # (B, K, P, A)
-        if self.coverage_att is not None:  # coverage (B, K, P): attention summed over past steps
-            # in units of a uniform share (1/P): a looked-at cell holds ~1-10, not ~0.01-0.05,
-            # which the optimizer could only learn to weigh after very many steps
-            p = coverage.size(2)
-            weight = self.coverage_att.weight.view(-1) * p  # (A,); = coverage_att(P * cov)
-            att = torch.addcmul(att, coverage.unsqueeze(3), weight)  # (B, K, P, A)
-        att = torch.relu_(att)  # in place: the sum itself is not needed for the gradient
-        return self.full_att(att).squeeze(3)  # (B, K, P)
 
 
 class Decoder(nn.Module):
@@ -255,39 +186,62 @@ class Decoder(nn.Module):
         `rule`: how the context is made (`context`); None: `location_rule`.
         Returns logits (B, T, V) predicting captions[:, 1:], alphas (B, T, P), and the cell each
         step's context came from (B, T), -1 at padding, or None when the context is the expected one.
+
+        The same arithmetic as `step` at every time step, arranged for speed: what does not
+        depend on the previous step (the words' share of the LSTM gates, the output layer) is
+        one large matrix product over all N words of the batch instead of T small ones, and the
+        words are kept packed (step by step, the captions still going) until the end.
         """
         rule = self.location_rule if rule is None else rule
-        b = captions.size(0)
-        steps = captions.size(1) - 1
+        b, steps = captions.size(0), captions.size(1) - 1
         lengths = (captions[:, 1:] != pad_index).sum(dim=1)  # (B,) words + <end> to predict
         lengths, order = lengths.sort(descending=True)
         features, captions = features[order], captions[order]
+        going = lengths.unsqueeze(0) > torch.arange(steps, device=lengths.device).unsqueeze(1)
+        sizes = [n for n in going.sum(dim=1).tolist() if n > 0]  # captions going at each step
+        # packed order, step by step: word j is caption rows[j]'s word at step times[j]
+        times, rows = going.nonzero(as_tuple=True)  # (N,), (N,): row-major, so step by step
+        emb = self.embedding(captions[rows, times])  # (N, embed): the previous words
+        w_word, w_context = self.lstm.weight_ih.split(
+            [self.config.embed_dim, self.config.encoder_dim], dim=1
+        )  # (4D, embed), (4D, E)
+        bias = self.lstm.bias_ih + self.lstm.bias_hh  # (4D,)
+        word_gates = F.linear(emb, w_word, bias).split(sizes)  # T x (bt, 4D)
         projected = self.attention.project(features)  # (B, P, A)
         h, c = self.init_state(features)  # (B, 1, D)
         coverage = self.init_coverage(features)  # (B, 1, P) or None
-        logits = features.new_zeros(b, steps, self.config.vocab_size)  # (B, T, V)
-        alphas = features.new_zeros(b, steps, features.size(1))  # (B, T, P)
-        cells = None if rule == "expected" else captions.new_full((b, steps), -1)  # (B, T)
-        for t in range(steps):
-            bt = int((lengths > t).sum())  # captions that still have a word to predict
-            if bt == 0:
-                break
+        hs, zs, alphas, cells = [], [], [], []
+        for t, bt in enumerate(sizes):
             if bt < h.size(0):  # slice only when captions have ended since the last step: a
                 # slice's gradient is a zero-filled copy of the whole (25 MB for `projected`)
                 h, c, features, projected = h[:bt], c[:bt], features[:bt], projected[:bt]
                 coverage = None if coverage is None else coverage[:bt]  # (bt, 1, P)
             alpha = self.attention(projected, h, coverage)  # (bt, 1, P)
             context, where = self.context(alpha, features, rule)  # (bt, 1, E), (bt, 1) or None
-            out, h, c = self.advance(captions[:bt, t : t + 1], h, c, context)  # (bt, 1, V)
+            z = torch.sigmoid(self.f_beta(h[:, 0])) * context[:, 0]  # (bt, E): gated context
+            gates = word_gates[t] + F.linear(z, w_context) + F.linear(h[:, 0], self.lstm.weight_hh)
+            i, f, g, o = gates.chunk(4, dim=1)  # (bt, D) each: nn.LSTMCell's order
+            c = (torch.sigmoid(f) * c[:, 0] + torch.sigmoid(i) * torch.tanh(g)).unsqueeze(1)
+            h = (torch.sigmoid(o) * torch.tanh(c[:, 0])).unsqueeze(1)  # (bt, 1, D)
             if coverage is not None:
                 coverage = coverage + alpha  # (bt, 1, P)
-            logits[:bt, t] = out[:, 0]  # (bt, V)
-            alphas[:bt, t] = alpha[:, 0]  # (bt, P)
-            if cells is not None:
-                cells[:bt, t] = where[:, 0]  # (bt,)
-        inverse = torch.empty_like(order)
-        inverse[order] = torch.arange(b, device=order.device)
-        return logits[inverse], alphas[inverse], None if cells is None else cells[inverse]
+            hs.append(h[:, 0])
+            zs.append(z)
+            alphas.append(alpha[:, 0])
+            cells.append(where)
+        out = torch.cat(hs)  # (N, D)
+        if self.config.deep_output:
+            out = torch.tanh(emb + self.out_h(out) + self.out_z(torch.cat(zs)))  # (N, embed)
+        logits = self.fc(self.dropout(out))  # (N, V)
+        place = order[rows], times  # (N,), (N,): where word j goes in the (B, T) outputs
+        shape = (b, steps)
+        logits = logits.new_zeros(*shape, logits.size(1)).index_put(place, logits)  # (B, T, V)
+        alphas = torch.cat(alphas)  # (N, P)
+        alphas = alphas.new_zeros(*shape, alphas.size(1)).index_put(place, alphas)  # (B, T, P)
+        if rule == "expected":
+            return logits, alphas, None
+        cells = torch.cat(cells)[:, 0]  # (N,)
+        return logits, alphas, cells.new_full(shape, -1).index_put(place, cells)  # (B, T)
 
 
 def caption_loss(

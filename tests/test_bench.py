@@ -84,3 +84,16 @@ def test_only_the_fastest_runtime_past_the_bar_is_adopted():
     r["encoder"]["OpenVINO ms/image batch 1"] = 95.0
     assert set(verdicts(summary(r, runs)).values()) >= {"not adopted"}
     assert "adopted, optional" not in verdicts(summary(r, runs)).values()
+
+
+def test_the_training_attention_bench_compares_equal_gradients(capsys, monkeypatch):
+    from bench import attention_grad
+    from captioner.attention import SoftAttention
+
+    monkeypatch.setattr(SoftAttention, "CPU_BLOCK", 196 * 8)  # one image a block at A = 8
+    argv = ["--batch-size", "3", "--steps", "2", "--attention-dim", "8", "--encoder-dim", "600"]
+    assert attention_grad.main([*argv, "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "BlockedScores (the default)" in out and "autograd, one block" in out
+    worst = float(out.split("max |gradient difference| ")[1].split()[0])
+    assert worst < 1e-4  # the contestants compute the same thing

@@ -1,5 +1,5 @@
-"""The fast inference forms compute what the plain modules compute: the packed fp16 decoder, the
-attention scores in blocks, the channels-last encoder in chunks."""
+"""The fast inference forms compute what the plain modules compute: the packed fp16 decoder and
+the channels-last encoder in chunks (the attention scores in blocks: test_attention.py)."""
 
 import copy
 
@@ -11,7 +11,7 @@ from torch import nn
 from captioner import Captioner
 from captioner import packed as packed_module
 from captioner.beam import beam_search
-from captioner.decoder import Decoder, DecoderConfig, SoftAttention
+from captioner.decoder import Decoder, DecoderConfig
 from captioner.encoders import Encoder
 from captioner.packed import (
     InferenceDecoder,
@@ -99,30 +99,6 @@ def test_the_packed_copy_follows_weight_changes():
     assert second is not first
     torch.testing.assert_close(second.fc(h), before + 1.0)
     torch.testing.assert_close(second.fc(h), decoder.fc(h))
-
-
-@pytest.mark.parametrize("coverage", [False, True])
-def test_attention_scores_in_blocks_equal_one_block(coverage, monkeypatch):
-    torch.manual_seed(2)
-    att = SoftAttention(24, 20, 12, coverage=coverage)
-    projected = torch.randn(5, 196, 12)  # (B, P, A)
-    att2 = torch.randn(5, 3, 12)  # (B, K, A)
-    cov = torch.rand(5, 3, 196) if coverage else None
-    with torch.no_grad():  # decoding; training (gradients on) always takes one block
-        monkeypatch.setattr(SoftAttention, "CPU_BLOCK", 10**9)
-        whole = att.scores(projected, att2, cov)  # (B, K, P), one block
-        monkeypatch.setattr(SoftAttention, "CPU_BLOCK", 2 * 3 * 196 * 12)  # two images a block
-        blocks = att.scores(projected, att2, cov)
-    assert blocks.shape == (5, 3, 196)
-    torch.testing.assert_close(blocks, whole)
-    reference = att.full_att(  # the formula written out, all at once
-        torch.relu(
-            projected.unsqueeze(1)
-            + att2.unsqueeze(2)
-            + (cov.unsqueeze(3) * 196 * att.coverage_att.weight.view(-1) if coverage else 0)
-        )
-    ).squeeze(3)
-    torch.testing.assert_close(blocks, reference.detach())
 
 
 @pytest.fixture(scope="module")
