@@ -195,8 +195,10 @@ class Decoder(nn.Module):
         rule = self.location_rule if rule is None else rule
         b, steps = captions.size(0), captions.size(1) - 1
         lengths = (captions[:, 1:] != pad_index).sum(dim=1)  # (B,) words + <end> to predict
-        lengths, order = lengths.sort(descending=True)
-        features, captions = features[order], captions[order]
+        lengths, order = lengths.sort(descending=True, stable=True)
+        if not bool((order == torch.arange(b, device=order.device)).all()):
+            # (`CaptionBatches` yields its batches in this order: no copy of their features)
+            features, captions = features[order], captions[order]
         going = lengths.unsqueeze(0) > torch.arange(steps, device=lengths.device).unsqueeze(1)
         sizes = [n for n in going.sum(dim=1).tolist() if n > 0]  # captions going at each step
         # packed order, step by step: word j is caption rows[j]'s word at step times[j]

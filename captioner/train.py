@@ -180,7 +180,8 @@ def pad_captions(captions: list[list[int]], pad: int) -> torch.Tensor:
 
 
 class CaptionBatches:
-    """(image row, caption) pairs, shuffled per epoch with a seed, cut into batches.
+    """(image row, caption) pairs, shuffled per epoch with a seed, cut into batches (each
+    yielded longest caption first, the order `Decoder.forward` steps in).
 
     The order of epoch e is fixed by (seed, e), so a run resumed at step s of an epoch sees
     exactly the batches it had not seen; under DDP each rank takes every world-th batch.
@@ -233,6 +234,8 @@ class CaptionBatches:
         while len(batches) < self.num_batches(world):  # equal step counts on every rank
             batches.append(batches[0])
         for batch in batches[start_step:]:
+            # longest caption first, as the decoder steps through them: no reordering there
+            batch = sorted(batch, key=lambda i: -len(self.pairs[i][1]))
             rows = [self.pairs[i][0] for i in batch]
             captions = pad_captions([self.pairs[i][1] for i in batch], self.pad)  # (B, T+1)
             targets = (

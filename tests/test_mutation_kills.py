@@ -866,6 +866,10 @@ def test_a_run_resumed_mid_epoch_sees_exactly_the_batches_it_had_not_seen():
     unpadded = sorted((row, [x for x in c if x != pad]) for row, c in pairs)
     expected = [(row, vocab.encode(t, 6)) for row, r in enumerate(data) for t in r.captions]
     assert unpadded == sorted(expected)
+    # each batch longest caption first (the decoder's order), ties in the shuffled order
+    lengths = [[len([x for x in c if x != pad]) for c in caps] for _, caps in full]
+    assert all(n == sorted(n, reverse=True) for n in lengths)
+    assert any(len(set(n)) > 1 for n in lengths)  # the sort had work to do
     # under DDP each rank takes every world-th batch; ranks get equal step counts
     assert batches_of(b, 2, rank=0, world=2) == full[0::2]
     assert batches_of(b, 2, rank=1, world=2) == full[1::2]
