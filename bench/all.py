@@ -306,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         "step, and the words stay packed until the end (no per-step copies into (B, T, V)); the "
         "attention score is one autograd function, `attention.BlockedScores`, that computes the "
         "sum a few images at a time in both passes, recomputing it in the backward pass instead "
-        "of keeping the 25 MB sum and writing its gradient whole.",
+        "of keeping the 25 MB sum and writing its gradient whole; training batches come "
+        "longest caption first, so the decoder need not reorder their features.",
         "- The feature cache in streams: each of two threads reads, resizes and encodes its own "
         "images with one PyTorch thread, instead of one stream of two threads "
         "(`data.features.cache_features`).",
