@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -91,30 +92,32 @@ def _load_weights(model: nn.Module, path: str | Path, what: str) -> None:
         raise EncoderWeightsError(f"{path}: not {what} weights ({str(e)[:300]})") from None
 
 
-def _resnet(depth: int) -> Callable[[bool, str | None], Backbone]:
-    def build(pretrained: bool, weights_path: str | None) -> Backbone:
-        import torchvision
+def _resnet(depth: int, pretrained: bool, weights_path: str | None) -> Backbone:
+    """torchvision's ResNet-`depth` up to its last stage, pooled to the 14x14 grid.
 
-        model = getattr(torchvision.models, f"resnet{depth}")(weights=None)
-        if weights_path:
-            _load_weights(model, weights_path, f"torchvision ResNet-{depth}")
-        elif pretrained:
-            enum = getattr(torchvision.models, f"ResNet{depth}_Weights").IMAGENET1K_V1
-            try:
-                model.load_state_dict(enum.get_state_dict(progress=True, check_hash=True))
-            except Exception as e:  # noqa: BLE001 - network, DNS, proxy, hash: all mean "no weights"
-                raise EncoderWeightsError(
-                    f"could not get ImageNet weights for resnet{depth} from torchvision "
-                    f"({type(e).__name__}: {str(e)[:200]}). Either connect to the internet so that "
-                    f"torchvision can download them once (they are cached in ~/.cache/torch), or pass "
-                    f"a local weights file with --encoder-weights PATH (a torchvision "
-                    f"resnet{depth} state_dict, .pth or .safetensors)."
-                ) from None
-        features = nn.Sequential(*list(model.children())[:-2], nn.AdaptiveAvgPool2d((GRID, GRID)))
-        head = model.fc if (pretrained or weights_path) else None
-        return Backbone(features, [model.layer2, model.layer3, model.layer4], head, _resnet_conv_bn)
+    (A module-level function bound with `partial`, not a closure made at import, so that mutation
+    testing can swap its body.)
+    """
+    import torchvision
 
-    return build
+    model = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+    if weights_path:
+        _load_weights(model, weights_path, f"torchvision ResNet-{depth}")
+    elif pretrained:
+        enum = getattr(torchvision.models, f"ResNet{depth}_Weights").IMAGENET1K_V1
+        try:
+            model.load_state_dict(enum.get_state_dict(progress=True, check_hash=True))
+        except Exception as e:  # noqa: BLE001 - network, DNS, proxy, hash: all mean "no weights"
+            raise EncoderWeightsError(
+                f"could not get ImageNet weights for resnet{depth} from torchvision "
+                f"({type(e).__name__}: {str(e)[:200]}). Either connect to the internet so that "
+                f"torchvision can download them once (they are cached in ~/.cache/torch), or pass "
+                f"a local weights file with --encoder-weights PATH (a torchvision "
+                f"resnet{depth} state_dict, .pth or .safetensors)."
+            ) from None
+    features = nn.Sequential(*list(model.children())[:-2], nn.AdaptiveAvgPool2d((GRID, GRID)))
+    head = model.fc if (pretrained or weights_path) else None
+    return Backbone(features, [model.layer2, model.layer3, model.layer4], head, _resnet_conv_bn)
 
 
 class _EfficientNetFeatures(nn.Module):
@@ -219,9 +222,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 ENCODERS: dict[str, EncoderSpec] = {
     spec.name: spec
     for spec in [
-        EncoderSpec("resnet50", 256, IMAGENET_MEAN, IMAGENET_STD, 2048, _resnet(50)),
-        EncoderSpec("resnet101", 256, IMAGENET_MEAN, IMAGENET_STD, 2048, _resnet(101)),
-        EncoderSpec("resnet152", 256, IMAGENET_MEAN, IMAGENET_STD, 2048, _resnet(152)),
+        EncoderSpec("resnet50", 256, IMAGENET_MEAN, IMAGENET_STD, 2048, partial(_resnet, 50)),
+        EncoderSpec("resnet101", 256, IMAGENET_MEAN, IMAGENET_STD, 2048, partial(_resnet, 101)),
+        EncoderSpec("resnet152", 256, IMAGENET_MEAN, IMAGENET_STD, 2048, partial(_resnet, 152)),
         EncoderSpec(
             "efficientnet-lite2", 448, (127 / 255,) * 3, (128 / 255,) * 3, 1280, _efficientnet_lite2
         ),

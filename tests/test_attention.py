@@ -166,3 +166,20 @@ def test_packed_teacher_forcing_returns_the_sampled_cells_in_caption_order():
     argmax = dec(features, captions, rule="argmax")[2]
     expected = alphas.argmax(dim=2).masked_fill(captions[:, 1:] == 0, -1)  # (B, T)
     assert torch.equal(argmax, expected)
+
+
+def test_teacher_forcing_over_a_batch_padded_beyond_its_longest_caption():
+    """Columns of <pad> after every caption's <end> (a batch padded to a fixed length) predict
+    nothing: zeros there, the same numbers elsewhere."""
+    dec = make_decoder()
+    torch.manual_seed(6)
+    features = torch.randn(2, 30, 10)
+    captions = torch.tensor([[1, 4, 5, 2], [1, 6, 2, 0]])
+    padded = torch.cat([captions, torch.zeros(2, 3, dtype=torch.long)], dim=1)  # (2, 7)
+    with torch.no_grad():
+        logits, alphas, _ = dec(features, captions)
+        more_logits, more_alphas, _ = dec(features, padded)
+    assert more_logits.shape == (2, 6, 11) and more_alphas.shape == (2, 6, 30)
+    torch.testing.assert_close(more_logits[:, :3], logits)
+    torch.testing.assert_close(more_alphas[:, :3], alphas)
+    assert not more_logits[:, 3:].any() and not more_alphas[:, 3:].any()

@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from captioner import Vocabulary, train
+from captioner import Encoder, Vocabulary, train
 from captioner.attention_viz import attention_grid, label, save_gif
 from captioner.beam import beam_search
 from captioner.checkpoint import (
@@ -976,3 +976,88 @@ def test_a_box_weight_without_boxes_adds_nothing():
     captions = torch.tensor([[1, 3, 2]])
     plain = caption_loss(logits, captions, alphas)
     assert torch.equal(caption_loss(logits, captions, alphas, alpha_box=1.0), plain)
+
+
+def test_caption_length_limits_at_their_bounds_load_and_past_them_are_refused(
+    tmp_path, tiny_checkpoint
+):
+    import shutil
+
+    from captioner.checkpoint import MAX_LEN
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+
+    def load_with(**settings):
+        (folder / "config.json").write_text(json.dumps({**config, **settings}))
+        return load_checkpoint(folder)
+
+    assert load_with(max_len=1).max_len == 1
+    assert load_with(max_len=MAX_LEN).max_len == MAX_LEN
+    assert load_with(no_repeat_ngram=MAX_LEN).no_repeat_ngram == MAX_LEN
+    assert load_with(no_repeat_ngram=0).no_repeat_ngram == 0
+    for settings, name in (
+        ({"max_len": 0}, "max_len=0"),
+        ({"max_len": MAX_LEN + 1}, f"max_len={MAX_LEN + 1}"),
+        ({"no_repeat_ngram": -1}, "no_repeat_ngram=-1"),
+        ({"no_repeat_ngram": MAX_LEN + 1}, f"no_repeat_ngram={MAX_LEN + 1}"),
+    ):
+        with pytest.raises(CheckpointError, match=f"{name} is not between"):
+            load_with(**settings)
+
+
+def test_a_checkpoint_without_training_state_loads_an_empty_table_of_it(tiny_checkpoint):
+    data = load_checkpoint(tiny_checkpoint)
+    assert data.training_tensors == {} and isinstance(data.training_tensors, dict)
+
+
+def test_unexpected_tensors_are_named_five_at_most(tmp_path, tiny_checkpoint):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, folder)
+    from captioner.checkpoint import WEIGHTS
+
+    weights = folder / WEIGHTS
+    tensors = load_file(str(weights))
+    extra = {f"stray{i}": torch.zeros(1) for i in range(7)}
+    save_file({**tensors, **extra}, str(weights))
+    with pytest.raises(CheckpointError, match="unexpected tensors") as caught:
+        load_checkpoint(folder)
+    named = [f"stray{i}" for i in range(7) if f"'stray{i}'" in str(caught.value)]
+    assert len(named) == 5
+
+
+def test_a_runtime_error_names_the_runtimes_there_are():
+    from captioner.encoders import EncoderRuntimeError
+    from captioner.onnx_encoder import RUNTIMES
+
+    encoder = Encoder("resnet50", pretrained=False)
+    with pytest.raises(EncoderRuntimeError) as caught:
+        encoder.set_runtime("tensorrt")
+    assert str(caught.value) == f"unknown encoder runtime 'tensorrt'; known: {', '.join(RUNTIMES)}"
+    assert encoder.runtime == "torch" and len(RUNTIMES) >= 2
+
+
+def test_a_resnet_has_a_classifier_only_with_weights_and_takes_any_float_context(tmp_path):
+    import torchvision
+    from safetensors.torch import save_file
+
+    bare = Encoder("resnet50", pretrained=False)
+    assert not bare.has_classifier
+    with pytest.raises(RuntimeError, match="^resnet50 was built without ImageNet weights: it has"):
+        bare.classify(torch.zeros(2048))
+    reference = torchvision.models.resnet50(weights=None).eval()
+    path = tmp_path / "r50.safetensors"
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
+    weighted = Encoder("resnet50", weights_path=str(path))
+    assert weighted.has_classifier
+    context = torch.rand(3, 2048)  # (..., C)
+    with torch.no_grad():
+        logits = weighted.classify(context)  # (3, 1000)
+        torch.testing.assert_close(logits, reference.fc(context))
+        half = weighted.classify(context.half())  # an fp16 context is cast to the head's dtype
+    assert half.dtype == torch.float32 and torch.allclose(half, logits, atol=1e-2)

@@ -82,7 +82,7 @@ def test_a_missing_package_is_one_clear_error(monkeypatch):
     with pytest.raises(EncoderRuntimeError, match="pip install onnxruntime onnx"):
         encoder.set_runtime("onnxruntime")
     assert encoder.runtime == "torch"  # unchanged: it still works
-    with pytest.raises(EncoderRuntimeError, match="unknown encoder runtime 'tensorrt'"):
+    with pytest.raises(EncoderRuntimeError, match="^unknown encoder runtime 'tensorrt'; known: "):
         encoder.set_runtime("tensorrt")
 
 
@@ -98,3 +98,25 @@ def test_the_command_line_option(tmp_path, capsys, pictures, monkeypatch):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "pip install onnxruntime onnx" in err
     assert "Traceback" not in err
+
+
+def test_onnx_runtime_runs_exactly_when_asked(monkeypatch, pictures):
+    calls = []
+    original = OnnxRuntimeFeatures.__call__
+
+    def spy(self, x):
+        calls.append(tuple(x.shape))
+        return original(self, x)
+
+    monkeypatch.setattr(OnnxRuntimeFeatures, "__call__", spy)
+    encoder = Encoder("efficientnet-lite2").eval()
+    x = encoder.preprocess(pictures[:1])
+    with torch.no_grad():
+        encoder(x)
+        assert calls == [] and encoder.runtime == "torch"
+        encoder.set_runtime("onnxruntime")
+        encoder(x)
+        assert len(calls) == 1 and encoder.runtime == "onnxruntime"
+        encoder.set_runtime("torch")
+        encoder(x)
+    assert len(calls) == 1 and encoder.runtime == "torch"
