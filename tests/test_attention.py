@@ -16,19 +16,19 @@ def plain_scores(att: SoftAttention, projected, att2, cov=None):
     return att.full_att(torch.relu(total)).squeeze(3)
 
 
-@pytest.mark.parametrize("coverage", [False, True])
-def test_attention_scores_in_blocks_equal_one_block(coverage, monkeypatch):
+@pytest.mark.parametrize("coverage,b,p", [(False, 5, 196), (True, 5, 196), (False, 9, 4)])
+def test_attention_scores_in_blocks_equal_one_block(coverage, b, p, monkeypatch):
     torch.manual_seed(2)
     att = SoftAttention(24, 20, 12, coverage=coverage)
-    projected = torch.randn(5, 196, 12)  # (B, P, A)
-    att2 = torch.randn(5, 3, 12)  # (B, K, A)
-    cov = torch.rand(5, 3, 196) if coverage else None
+    projected = torch.randn(b, p, 12)  # (B, P, A); also more images than positions
+    att2 = torch.randn(b, 3, 12)  # (B, K, A)
+    cov = torch.rand(b, 3, p) if coverage else None
     with torch.no_grad():  # decoding: sliced blocks
         monkeypatch.setattr(SoftAttention, "CPU_BLOCK", 10**9)
         whole = att.scores(projected, att2, cov)  # (B, K, P), one block
-        monkeypatch.setattr(SoftAttention, "CPU_BLOCK", 2 * 3 * 196 * 12)  # two images a block
+        monkeypatch.setattr(SoftAttention, "CPU_BLOCK", 2 * 3 * p * 12)  # two images a block
         blocks = att.scores(projected, att2, cov)
-    assert blocks.shape == (5, 3, 196)
+    assert blocks.shape == (b, 3, p)
     torch.testing.assert_close(blocks, whole)
     torch.testing.assert_close(blocks, plain_scores(att, projected, att2, cov).detach())
 
@@ -183,3 +183,10 @@ def test_teacher_forcing_over_a_batch_padded_beyond_its_longest_caption():
     torch.testing.assert_close(more_logits[:, :3], logits)
     torch.testing.assert_close(more_alphas[:, :3], alphas)
     assert not more_logits[:, 3:].any() and not more_alphas[:, 3:].any()
+
+
+def test_an_unknown_location_rule_is_named():
+    dec = make_decoder()
+    alpha = torch.softmax(torch.randn(2, 1, 30), dim=2)  # (B, K, P)
+    with pytest.raises(ValueError, match="^unknown location rule 'nearest'$"):
+        dec.context(alpha, torch.randn(2, 30, 10), "nearest")

@@ -161,3 +161,20 @@ def test_an_exempt_word_exempts_only_the_n_grams_that_hold_it():
     assert free.tokens == [A, B, E, A, B, E]
     found = search([table], [0], beam_size=1, no_repeat_ngram=2, repeat_exempt=(E,))[0]
     assert found.tokens == [A, B, E, A, C] and found.finished
+
+
+def test_a_one_word_limit_is_allowed_and_none_is_refused_with_its_sentence():
+    from captioner.beam import DecodingError, check_decoding_options
+
+    one = search([SAYS[2]], [0], max_len=1)[0]  # `a b` needs two words: cut after one
+    assert one.tokens == [A] and not one.finished
+    check_decoding_options(max_len=1)  # the bounds themselves pass
+    check_decoding_options(beam_size=1, no_repeat_ngram=0)
+    for options, sentence in (
+        ({"max_len": 0}, "max_len must be at least 1, got 0"),
+        ({"beam_size": 0}, "beam_size must be at least 1, got 0"),
+        ({"no_repeat_ngram": -1}, "no_repeat_ngram must not be negative, got -1"),
+    ):
+        with pytest.raises(DecodingError) as caught:
+            search([SAYS[2]], [0], **options)
+        assert str(caught.value) == sentence

