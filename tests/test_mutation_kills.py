@@ -1200,3 +1200,52 @@ def test_a_padding_symmetric_in_one_direction_only_stays_a_padding():
         got = conv(x)
     assert isinstance(conv.static_padding, torch.nn.ZeroPad2d) and conv.padding == (0, 0)
     assert torch.equal(got, expected)
+
+
+def test_preprocess_is_a_bilinear_resize_to_the_input_size_then_imagenet_normalisation():
+    from PIL import Image
+
+    encoder = Encoder("resnet50", pretrained=False)  # 256 pixels, ImageNet mean and std
+    rng = np.random.default_rng(0)
+    big = Image.fromarray(rng.integers(0, 256, (1100, 900, 3), dtype=np.uint8))  # downscaled
+    gray = Image.fromarray(rng.integers(0, 256, (300, 200), dtype=np.uint8))  # mode "L"
+    x = encoder.preprocess([big, gray])  # (2, 3, 256, 256)
+    assert x.shape == (2, 3, 256, 256) and x.dtype == torch.float32
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    for got, im in zip(x, (big, gray.convert("RGB")), strict=True):
+        pixels = np.array(im.resize((256, 256), Image.BILINEAR, reducing_gap=2.0))
+        want = (torch.from_numpy(pixels).permute(2, 0, 1).float() / 255.0 - mean) / std
+        torch.testing.assert_close(got, want)
+
+
+def test_encoder_train_mode_keeps_batchnorm_frozen():
+    encoder = Encoder("resnet50", pretrained=False, fine_tune=True)
+    assert encoder.train() is encoder and encoder.training
+    assert not encoder.features.training  # frozen statistics
+    encoder.train(False)
+    assert not encoder.training
+
+
+def test_more_images_than_a_chunk_are_all_encoded_in_order():
+    encoder = Encoder("resnet50", pretrained=False).eval()
+    x = torch.randn(5, 3, 64, 64)  # more images than cpu_batch, and more than 3 channels' worth
+    with torch.no_grad():
+        together = encoder(x)  # (5, 196, C)
+        alone = torch.cat([encoder(x[i : i + 1]) for i in range(5)])
+    assert together.shape == (5, 196, 2048)
+    torch.testing.assert_close(together, alone, rtol=1e-3, atol=1e-3)  # batch sizes round apart
+
+
+def test_a_weights_file_that_unpickles_objects_or_is_missing_is_refused(tmp_path):
+    import pathlib
+
+    from captioner.encoders import EncoderWeightsError
+
+    missing = tmp_path / "none.pth"
+    with pytest.raises(EncoderWeightsError, match="^encoder weights file not found: "):
+        Encoder("resnet50", weights_path=str(missing))
+    pickled = tmp_path / "objects.pth"
+    torch.save({"conv1.weight": pathlib.PurePosixPath("a")}, pickled)  # not only tensors
+    with pytest.raises(EncoderWeightsError, match="not a plain state_dict of tensors"):
+        Encoder("resnet50", weights_path=str(pickled))
