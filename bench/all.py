@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         "deprecated path); attention blocks while training as slices (slower: autograd keeps "
         "every block); an earlier, slower version of `BlockedScores` (37.6 against 32.1 ms per "
         "step at batch 64, 1 thread; the adopted one writes each block's gradient in place and "
-        "was faster than autograd: 0.76x the attention's time at 2 threads, 0.70x at 1); `torch.compile` of the attention alone (67 s to compile, "
+        "was faster than autograd: see `bench.attention_grad` below); `torch.compile` of the attention alone (67 s to compile, "
         "22.6 -> 18.9 ms); Adam's fused CPU kernel (`fused=True`: no gain measured in a step of "
         "64 captions).",
         "",

@@ -52,8 +52,8 @@ class SoftAttention(nn.Module):
 
         On a CPU the sum is computed `CPU_BLOCK` values at a time: when captioning, by slicing
         (half the time at 16 images); when training, by `BlockedScores`, which recomputes each
-        block in the backward pass instead of keeping the sum and its gradient (0.75x the time
-        of the attention at batch 64). Coverage while training, and GPUs, take one block.
+        block in the backward pass instead of keeping the sum and its gradient (measured by
+        `bench.attention_grad`). Coverage while training, and GPUs, take one block.
         """
         b, k, p, a = projected.size(0), att2.size(1), projected.size(1), projected.size(2)
         rows = max(1, self.CPU_BLOCK // (k * p * a))
