@@ -1249,3 +1249,81 @@ def test_a_weights_file_that_unpickles_objects_or_is_missing_is_refused(tmp_path
     torch.save({"conv1.weight": pathlib.PurePosixPath("a")}, pickled)  # not only tensors
     with pytest.raises(EncoderWeightsError, match="not a plain state_dict of tensors"):
         Encoder("resnet50", weights_path=str(pickled))
+
+
+def test_a_weights_file_wrapped_as_a_state_dict_entry_is_unwrapped_and_a_list_is_refused(tmp_path):
+    import torchvision
+
+    from captioner.encoders import EncoderWeightsError
+
+    torch.manual_seed(5)
+    reference = torchvision.models.resnet50(weights=None)  # random weights, not the default init
+    wrapped = tmp_path / "wrapped.pth"
+    torch.save({"state_dict": reference.state_dict(), "epoch": 3}, wrapped)  # a training script's
+    encoder = Encoder("resnet50", pretrained=False, weights_path=str(wrapped))
+    own = encoder.features.state_dict()
+    assert torch.equal(own["0.weight"], reference.conv1.weight)
+    assert torch.equal(own["7.2.conv3.weight"], reference.layer4[2].conv3.weight)
+    listed = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], listed)
+    with pytest.raises(EncoderWeightsError) as caught:
+        Encoder("resnet50", weights_path=str(listed))
+    assert str(caught.value) == f"{listed}: expected a state_dict, found list"
+
+
+def test_an_efficientnet_weights_file_that_does_not_fit_is_named_with_the_first_300_characters(
+    tmp_path,
+):
+    from efficientnet_lite_pytorch import EfficientNet
+    from safetensors.torch import save_file
+
+    from captioner.encoders import EncoderWeightsError
+
+    state = EfficientNet.from_name("efficientnet-lite2", image_size=448).state_dict()
+    state["_fc.weight"] = torch.zeros(10, 1280)  # a 10-class head
+    for name in ("_bn1.bias", "_bn1.weight", "_bn1.running_mean", "_bn1.running_var"):
+        del state[name]  # a message longer than the 300 characters kept of it
+    path = tmp_path / "ten_classes.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    with pytest.raises(RuntimeError) as torch_says:
+        EfficientNet.from_name("efficientnet-lite2", image_size=448).load_state_dict(state)
+    assert len(str(torch_says.value)) > 301  # so that the cut is seen
+    with pytest.raises(EncoderWeightsError) as caught:
+        Encoder("efficientnet-lite2", weights_path=str(path))
+    assert str(caught.value) == (
+        f"{path}: not efficientnet-lite2 weights ({str(torch_says.value)[:300]})"
+    )
+
+
+def test_an_efficientnet_without_weights_has_no_classifier_and_fine_tunes_its_last_third():
+    encoder = Encoder("efficientnet-lite2", pretrained=False)
+    assert not encoder.has_classifier  # random head: its class names would be noise
+    assert not any(p.requires_grad for p in encoder.parameters())
+    encoder.set_fine_tune(True)
+    trainable = {
+        ".".join(name.split(".")[1:3])
+        for name, p in encoder.features.named_parameters()
+        if p.requires_grad
+    }
+    # 21 blocks: the last third (14-20), then the head convolution and its BatchNorm
+    blocks = {f"_blocks.{i}" for i in range(14, 21)}
+    assert trainable == blocks | {"_conv_head.weight", "_bn1.weight", "_bn1.bias"}
+
+
+def test_an_unknown_encoder_is_named_with_the_known_ones():
+    from captioner.encoders import ENCODERS
+
+    with pytest.raises(ValueError) as caught:
+        Encoder("vgg16")
+    assert str(caught.value) == "unknown encoder 'vgg16'; known: " + ", ".join(ENCODERS)
+    assert "resnet101" in ENCODERS and "efficientnet-lite2" in ENCODERS
+
+
+def test_the_encoder_stores_its_weights_in_the_layout_it_is_set_to():
+    encoder = Encoder("resnet50", pretrained=False)
+    conv = encoder.features[0].weight  # (64, 3, 7, 7), the stem
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    encoder.set_memory_format(torch.contiguous_format)
+    conv = encoder.features[0].weight
+    assert conv.is_contiguous() and not conv.is_contiguous(memory_format=torch.channels_last)
+    assert encoder.memory_format == torch.contiguous_format
