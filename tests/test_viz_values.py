@@ -187,6 +187,16 @@ def test_blend_gives_the_same_bytes_as_blending_all_bands_at_once():
     assert np.array_equal(np.asarray(blend(picture, heat, 0.45)), want)
 
 
+def test_heat_outside_0_1_blends_as_its_nearest_bound():
+    """Colour and weight both read the clipped heat: 1.7 looks like 1, -0.4 like 0."""
+    picture = random_picture(10, 6, seed=2, low=0, high=256)
+    heat = np.random.default_rng(3).random((6, 10)).astype(np.float32)
+    wild = heat.copy()
+    wild[:3] = np.where(heat[:3] > 0.5, 1.7, -0.4)
+    tame = np.clip(wild, 0, 1)
+    assert np.array_equal(np.asarray(blend(picture, wild)), np.asarray(blend(picture, tame)))
+
+
 def test_a_grayscale_picture_blends_to_colour():
     """An "L" picture is drawn in colour: the bands differ where attention is high."""
     gray = Image.new("L", (16, 16), 120)
@@ -355,21 +365,29 @@ def test_panel_width_grows_with_the_aspect_ratio_within_1_2_to_4_inches(size, wi
 
 
 def test_as_many_columns_as_fit_in_the_width():
-    """n panels of 2 inches (square picture) and n - 1 gaps of 0.15 inch: 3 fit in 6.35, not
-    in 6.25; a width too small for one still gets one; `columns` overrides the width."""
+    """n panels of 2 inches (square picture) and n + 1 gaps of 0.15 inch, the margins
+    included: 3 fit in 6.6, not in 6.55, 5 in exactly 10.9; the figure is never wider than
+    `max_width` unless one panel alone is; `columns` overrides the width."""
     picture = random_picture(200, 200)
     words = list("abcdefg")
 
     def columns(**kw):
         fig = attention_grid(picture, words, uniform(7), **kw)
+        if "columns" not in kw and kw.get("max_width", 11.0) >= 2.3:
+            assert fig.get_figwidth() <= kw.get("max_width", 11.0) + 1e-9
         return len({round(x, 6) for x, *_ in panel_inches(fig)})
 
-    assert columns(max_width=6.35) == 3
-    assert columns(max_width=6.25) == 2
+    assert columns(max_width=6.6) == 3
+    assert columns(max_width=6.55) == 2
+    assert columns(max_width=5 * 2 + 6 * 0.15) == 5  # an exact fit is not lost to rounding
+    assert columns(max_width=10.85) == 4
     assert columns(max_width=1.0) == 1
     assert columns(columns=1) == 1
     assert columns(columns=5, max_width=1.0) == 5
-    assert columns() == 5  # 11 inches: 5 x 2 + 4 x 0.15 = 10.6
+    assert columns() == 5  # 11 inches: 5 x 2 + 6 x 0.15 = 10.9
+    # 1.5-inch panels (a 9:16 picture): 6 fit in the default 11 inches (10.8), 7 would not (12.45)
+    fig = attention_grid(random_picture(90, 160), list("abcdefgh"), uniform(8))
+    assert len({round(x, 6) for x, *_ in panel_inches(fig)}) == 6
 
 
 def test_a_full_row_has_equal_margins_left_and_right():
@@ -416,6 +434,8 @@ def test_each_label_is_centred_in_the_band_under_its_panel():
         ((200, 200), "photographically-overexposed"),  # 2-inch panels
         ((40, 640), "photographically-overexposed"),  # 1.2-inch panels
         ((40, 640), "skateboarding"),
+        ((200, 200), "m" * 20),  # wide letters
+        ((200, 200), "W" * 14),
     ],
 )
 def test_a_long_word_is_shrunk_to_just_about_its_panel_s_width(size, word):
@@ -426,6 +446,32 @@ def test_a_long_word_is_shrunk_to_just_about_its_panel_s_width(size, word):
     box, panel = text.get_window_extent(renderer), fig.axes[1].get_window_extent(renderer)
     assert text.get_fontsize() < 12  # too long for 12 points
     assert 0.8 * panel.width <= box.width <= panel.width, box.width / panel.width
+
+
+def test_a_label_s_size_is_the_largest_that_fits_down_to_1_point():
+    """`_fitting_fontsize`: at most the given width by matplotlib's own measure, as large as
+    that allows (to the bisection's 1/4096), the full size when it fits exactly, never below 1."""
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    from captioner.attention_viz import _fitting_fontsize
+
+    def width(text, size):
+        return RendererAgg(1, 1, 100).get_text_width_height_descent(
+            text, FontProperties(size=size), False
+        )[0]
+
+    at_11 = width("giraffe", 11)  # too narrow for 12 points, wide enough for 11
+    size = _fitting_fontsize("giraffe", 12, at_11, 100)
+    assert 11 - 12 / 4096 <= size < 12 and width("giraffe", size) <= at_11
+    assert _fitting_fontsize("giraffe", 12, width("giraffe", 12), 100) == 12  # an exact fit
+    assert _fitting_fontsize("m" * 400, 12, 100, 100) == 1.0  # too long even at 1 point
+
+
+def test_a_word_of_narrow_letters_that_fits_keeps_its_full_size():
+    """20 "i"s are 100 pixels at 12 points: they fit a 1.2-inch panel (114 pixels) as they are."""
+    fig = attention_grid(random_picture(40, 640), ["i" * 20], uniform(1))
+    assert next(t for t in fig.texts if t.get_text()).get_fontsize() == 12
 
 
 def test_the_title_is_centred_in_its_band_and_wrapped_to_the_figure():
