@@ -323,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         "step at batch 64, 1 thread; the adopted one writes each block's gradient in place and "
         "was faster than autograd: see `bench.attention_grad` below); `torch.compile` of the attention alone (67 s to compile, "
         "22.6 -> 18.9 ms); Adam's fused CPU kernel (`fused=True`: no gain measured in a step of "
-        "64 captions).",
+        "64 captions); transparent huge pages for PyTorch's tensors (`THP_MEM_ALLOC_ENABLE=1`: "
+        "no gain in the training step); other block sizes for the training attention (0.5 to "
+        "16 MiB: none steadily better than 2 MiB).",
         "",
         "## Separate processes",
         "",
