@@ -156,20 +156,26 @@ class Decoder(nn.Module):
         logits, h, c = self.advance(words, h, c, context)
         return logits, h, c, alpha
 
+    def gated_context(self, h: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """z = sigmoid(f_beta(h)) * context: the paper's gating scalar, one per channel (..., E)."""
+        return torch.sigmoid(self.f_beta(h)) * context
+
+    def word_logits(self, emb: torch.Tensor, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Logits of the next word (..., V) from the LSTM output h, through the deep output
+        tanh(E y + L_h h + L_z z) (the paper's eq. 7) when configured."""
+        out = h
+        if self.config.deep_output:
+            out = torch.tanh(emb + self.out_h(h) + self.out_z(z))  # (..., embed)
+        return self.fc(self.dropout(out))
+
     def advance(self, words, h, c, context):
         """The LSTM step and the word logits, given the previous words and the context (B, K, E)."""
         b, k, d = h.shape
         emb = self.embedding(words)  # (B, K, embed)
-        gate = torch.sigmoid(self.f_beta(h))  # (B, K, E)
-        z = gate * context  # (B, K, E)
+        z = self.gated_context(h, context)  # (B, K, E)
         x = torch.cat([emb, z], dim=2)  # (B, K, embed + E)
         h, c = self.lstm(x.view(b * k, -1), (h.view(b * k, d), c.view(b * k, d)))  # (B*K, D)
-        out = h
-        if self.config.deep_output:
-            out = torch.tanh(
-                emb.view(b * k, -1) + self.out_h(h) + self.out_z(z.view(b * k, -1))
-            )  # (B*K, embed)
-        logits = self.fc(self.dropout(out))  # (B*K, V)
+        logits = self.word_logits(emb.view(b * k, -1), h, z.view(b * k, -1))  # (B*K, V)
         return logits.view(b, k, -1), h.view(b, k, d), c.view(b, k, d)
 
     def forward(
@@ -220,7 +226,7 @@ class Decoder(nn.Module):
                 coverage = None if coverage is None else coverage[:bt]  # (bt, 1, P)
             alpha = self.attention(projected, h, coverage)  # (bt, 1, P)
             context, where = self.context(alpha, features, rule)  # (bt, 1, E), (bt, 1) or None
-            z = torch.sigmoid(self.f_beta(h[:, 0])) * context[:, 0]  # (bt, E): gated context
+            z = self.gated_context(h[:, 0], context[:, 0])  # (bt, E)
             gates = word_gates[t] + F.linear(z, w_context) + F.linear(h[:, 0], self.lstm.weight_hh)
             i, f, g, o = gates.chunk(4, dim=1)  # (bt, D) each: nn.LSTMCell's order
             c = (torch.sigmoid(f) * c[:, 0] + torch.sigmoid(i) * torch.tanh(g)).unsqueeze(1)
@@ -231,10 +237,7 @@ class Decoder(nn.Module):
             zs.append(z)
             alphas.append(alpha[:, 0])
             cells.append(where)
-        out = torch.cat(hs)  # (N, D)
-        if self.config.deep_output:
-            out = torch.tanh(emb + self.out_h(out) + self.out_z(torch.cat(zs)))  # (N, embed)
-        logits = self.fc(self.dropout(out))  # (N, V)
+        logits = self.word_logits(emb, torch.cat(hs), torch.cat(zs))  # (N, V)
         place = order[rows], times  # (N,), (N,): where word j goes in the (B, T) outputs
         shape = (b, steps)
         logits = logits.new_zeros(*shape, logits.size(1)).index_put(place, logits)  # (B, T, V)
